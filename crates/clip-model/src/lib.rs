@@ -1,0 +1,33 @@
+//! CLIP in Burn: the ViT image tower and the causal text tower, the exact CLIP BPE
+//! tokenizer, Pillow-exact preprocessing, weight loading (OpenAI and Hugging Face naming,
+//! safetensors, the Hugging Face hub) and zero-shot classification.
+//!
+//! Every model type is generic over `B: Backend`; this crate chooses no backend.
+//! Prompt-learning methods reach inside the encoders only through the staged entry points
+//! ([`VisionTransformer::embed`] / [`VisionTransformer::encode_tokens`],
+//! [`TextTransformer::embed_tokens`] / [`TextTransformer::encode_embeddings`]) and the
+//! per-block [`BlockHook`]; this crate knows no prompt method.
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod clip;
+pub mod config;
+pub mod error;
+pub mod hook;
+pub mod hub;
+pub mod preprocess;
+pub mod text;
+pub mod tokenizer;
+pub mod vision;
+pub mod weights;
+pub mod zeroshot;
+
+pub use clip::{l2_normalize, Clip};
+pub use config::ClipConfig;
+pub use error::{ClipError, Result};
+pub use hook::{BlockHook, DeepPrompts, NoHook, PromptAnchor};
+pub use hub::{resolve_weights, ResolvedWeights};
+pub use text::{eot_positions, TextTransformer};
+pub use vision::VisionTransformer;
+pub use weights::{read_clip_weights, HostTensor, Naming, TensorMap};
+pub use zeroshot::ZeroShotClassifier;

@@ -1,0 +1,99 @@
+//! The ViT image tower: patch embedding, class token, positions, `ln_pre`, blocks, `ln_post`, projection.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::block::{frozen_normal, residual_block, ResidualBlock};
+use crate::hook::BlockHook;
+use crate::ClipConfig;
+
+/// CLIP's vision transformer. Field names follow OpenAI's `visual.*` keys.
+#[derive(Module, Debug)]
+pub struct VisionTransformer<B: Backend> {
+    /// Patch embedding convolution weight `[width, 3, patch, patch]` (no bias, stride = patch).
+    pub conv1: Param<Tensor<B, 4>>,
+    /// Class token `[width]`.
+    pub class_embedding: Param<Tensor<B, 1>>,
+    /// Positional embedding `[1 + grid^2, width]`.
+    pub positional_embedding: Param<Tensor<B, 2>>,
+    /// LayerNorm before the blocks.
+    pub ln_pre: LayerNorm<B>,
+    /// Residual blocks (`visual.transformer.resblocks.*`).
+    pub resblocks: Vec<ResidualBlock<B>>,
+    /// LayerNorm on the class token output.
+    pub ln_post: LayerNorm<B>,
+    /// Output projection `[width, embed_dim]`, used as `x @ proj`.
+    pub proj: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> VisionTransformer<B> {
+    /// A randomly initialised image tower for `config` (weights are normally loaded instead).
+    pub fn init(config: &ClipConfig, device: &B::Device) -> Self {
+        let w = config.vision_width;
+        let p = config.vision_patch_size;
+        let scale = (w as f64).powf(-0.5);
+        let ln = || LayerNormConfig::new(w).with_epsilon(config.layer_norm_eps).init(device);
+        Self {
+            conv1: frozen_normal([w, 3, p, p], 0.02, device),
+            class_embedding: frozen_normal([w], scale, device),
+            positional_embedding: frozen_normal([config.vision_tokens(), w], scale, device),
+            ln_pre: ln(),
+            resblocks: (0..config.vision_layers)
+                .map(|_| residual_block(w, config.vision_heads, config.layer_norm_eps, device))
+                .collect(),
+            ln_post: ln(),
+            proj: frozen_normal([w, config.embed_dim], scale, device),
+        }
+    }
+
+    /// Residual width.
+    pub fn width(&self) -> usize {
+        self.class_embedding.dims()[0]
+    }
+
+    /// Embeds images: patches, class token first, positional embedding added.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, res, res]` → `[batch, 1 + grid^2, width]`
+    pub fn embed(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [b, c, h, w_img] = images.dims();
+        let [width, _, p, _] = self.conv1.dims();
+        let (gh, gw) = (h / p, w_img / p);
+        // A stride-p convolution without bias is a matmul over flattened patches.
+        let patches = images
+            .reshape([b, c, gh, p, gw, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([b * gh * gw, c * p * p]);
+        let kernel = self.conv1.val().reshape([width, c * p * p]).transpose();
+        let patches = patches.matmul(kernel).reshape([b, gh * gw, width]);
+        let cls = self.class_embedding.val().reshape([1, 1, width]).expand([b, 1, width]);
+        let x = Tensor::cat(vec![cls, patches], 1);
+        x + self.positional_embedding.val().unsqueeze_dim::<3>(0)
+    }
+
+    /// Runs `ln_pre`, the blocks (with `hook` around each) and pools the class token:
+    /// `ln_post(x[:, 0]) @ proj`. Tokens may include appended prompts.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, seq, width]` → `[batch, embed_dim]`
+    pub fn encode_tokens(&self, tokens: Tensor<B, 3>, hook: &dyn BlockHook<B>) -> Tensor<B, 2> {
+        let mut x = self.ln_pre.forward(tokens);
+        for (i, block) in self.resblocks.iter().enumerate() {
+            x = block.forward(hook.before_block(i, x), false);
+            hook.after_block(i, &x);
+        }
+        let [b, _, width] = x.dims();
+        let cls = x.slice([0..b, 0..1]).reshape([b, width]);
+        self.ln_post.forward(cls).matmul(self.proj.val())
+    }
+
+    /// Plain image features (no prompts).
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, res, res]` → `[batch, embed_dim]`
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.encode_tokens(self.embed(images), &crate::NoHook)
+    }
+}

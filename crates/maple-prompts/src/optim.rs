@@ -1,0 +1,127 @@
+//! SGD and the learning-rate schedule with the reference's exact semantics.
+//!
+//! SGD as `torch.optim.SGD` (momentum, coupled L2 weight decay, no dampening, no
+//! Nesterov): `d = g + wd * p; buf = d` on the first step, else `buf = m * buf + d`;
+//! `p = p - lr * buf`. Momentum buffers are kept by parameter path (`proj.weight`,
+//! `compound_prompts_text.0`, ...) so checkpoints can store them by name.
+//!
+//! The schedule is Dassl's `ConstantWarmupScheduler` around `CosineAnnealingLR`, stepped
+//! once per epoch.
+
+use std::collections::BTreeMap;
+
+use burn::module::{AutodiffModule, ModuleMapper, Param};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// SGD hyper-parameters (reference: `OPTIM.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SgdConfig {
+    /// Momentum factor.
+    pub momentum: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f64,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self { momentum: 0.9, weight_decay: 5e-4 }
+    }
+}
+
+/// SGD with momentum; state is the momentum buffer of each parameter, by path.
+#[derive(Debug, Clone)]
+pub struct Sgd<B: Backend> {
+    /// Hyper-parameters.
+    pub config: SgdConfig,
+    /// Momentum buffers by parameter path, flattened.
+    pub buffers: BTreeMap<String, Tensor<B, 1>>,
+}
+
+impl<B: Backend> Sgd<B> {
+    /// A fresh optimizer (no momentum yet).
+    pub fn new(config: SgdConfig) -> Self {
+        Self { config, buffers: BTreeMap::new() }
+    }
+
+    /// Applies one update to every parameter of `module` that requires a gradient and has
+    /// one in `grads`; returns the updated module.
+    pub fn step<AB, M>(&mut self, lr: f64, module: M, grads: &AB::Gradients) -> M
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
+        let mut mapper = StepMapper::<AB> { path: Vec::new(), grads, sgd: self, lr };
+        module.map(&mut mapper)
+    }
+}
+
+struct StepMapper<'a, AB: AutodiffBackend> {
+    path: Vec<String>,
+    grads: &'a AB::Gradients,
+    sgd: &'a mut Sgd<AB::InnerBackend>,
+    lr: f64,
+}
+
+impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let grad = if tensor.is_require_grad() { tensor.grad(self.grads) } else { None };
+        let Some(grad) = grad else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let name = self.path.join(".");
+        let SgdConfig { momentum, weight_decay } = self.sgd.config;
+        let p = tensor.inner();
+        let shape = p.dims();
+        let numel = shape.iter().product::<usize>();
+        let d = grad + p.clone() * weight_decay;
+        let buf = match self.sgd.buffers.get(&name) {
+            Some(b) => b.clone().reshape(shape) * momentum + d,
+            None => d,
+        };
+        let updated = p - buf.clone() * self.lr;
+        self.sgd.buffers.insert(name, buf.reshape([numel]));
+        Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
+    }
+}
+
+/// Learning rate per epoch: Dassl's constant warm-up followed by cosine annealing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LrSchedule {
+    /// Base learning rate (`OPTIM.LR`).
+    pub lr: f64,
+    /// Number of epochs (`OPTIM.MAX_EPOCH`), the cosine period.
+    pub max_epoch: usize,
+    /// Warm-up epochs at the constant rate (`OPTIM.WARMUP_EPOCH`).
+    pub warmup_epochs: usize,
+    /// Warm-up learning rate (`OPTIM.WARMUP_CONS_LR`).
+    pub warmup_lr: f64,
+}
+
+impl LrSchedule {
+    /// The reference base-to-novel schedule shape for `lr` over `max_epoch` epochs.
+    pub fn maple(lr: f64, max_epoch: usize) -> Self {
+        Self { lr, max_epoch, warmup_epochs: 1, warmup_lr: 1e-5 }
+    }
+
+    /// Learning rate used during `epoch` (0-based). With `WARMUP_RECOUNT` the cosine
+    /// restarts after the warm-up: `0.5 * lr * (1 + cos(pi * (epoch - warmup) / max_epoch))`.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        if epoch < self.warmup_epochs {
+            self.warmup_lr
+        } else {
+            let t = (epoch - self.warmup_epochs) as f64;
+            0.5 * self.lr * (1.0 + (std::f64::consts::PI * t / self.max_epoch as f64).cos())
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `cargo xtask ...`: project tasks that are programs, not tests.
+//!
+//! - `parity DIR`: every parity check against a reference fixture folder.
+//! - `pretrain-toy-clip`: pretrains the small CLIP of the procedural world (weights/).
+//! - `bench`: speed of the MaPLe workloads, optionally against the PyTorch baseline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod parity;
+mod pretrain;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "maple-burn project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every parity check against a fixture folder with the maple-tiny layout.
+    Parity {
+        /// The fixture folder (e.g. tests/fixtures/maple-tiny).
+        dir: PathBuf,
+    },
+    /// Pretrain the toy CLIP of the procedural world and write it to weights/.
+    PretrainToyClip(pretrain::Args),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Parity { dir } => parity::run(&dir),
+        Command::PretrainToyClip(args) => pretrain::run(args).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
