@@ -11,7 +11,9 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+
+pub mod maple;
 use burn::tensor::{Tensor, TensorData};
 use clip_model::{BlockHook, Clip, NoHook};
 use serde::Deserialize;
@@ -69,7 +71,14 @@ pub struct Tolerances {
 
 impl Default for Tolerances {
     fn default() -> Self {
-        Self { activation: 1e-4, normalized: 1e-5, loss_rel: 1e-5, grad_rel_to_max: 1e-4, param: 1e-5, lr: 1e-12 }
+        Self {
+            activation: 1e-4,
+            normalized: 1e-5,
+            loss_rel: 1e-5,
+            grad_rel_to_max: 1e-4,
+            param: 1e-5,
+            lr: 1e-12,
+        }
     }
 }
 
@@ -89,7 +98,8 @@ impl Fixture {
     pub fn open(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let config: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&cfg_path).with_context(|| format!("reading {}", cfg_path.display()))?,
+            &std::fs::read_to_string(&cfg_path)
+                .with_context(|| format!("reading {}", cfg_path.display()))?,
         )
         .with_context(|| format!("parsing {}", cfg_path.display()))?;
         let tol_path = dir.join("tolerances.json");
@@ -99,12 +109,18 @@ impl Fixture {
         } else {
             Tolerances::default()
         };
-        Ok(Self { dir: dir.to_path_buf(), config, tol })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            tol,
+        })
     }
 
     /// A value of `config.json` by JSON pointer (e.g. `/maple/N_CTX`).
     pub fn cfg(&self, pointer: &str) -> Result<&serde_json::Value> {
-        self.config.pointer(pointer).ok_or_else(|| anyhow!("{}: config.json has no {pointer}", self.dir.display()))
+        self.config
+            .pointer(pointer)
+            .ok_or_else(|| anyhow!("{}: config.json has no {pointer}", self.dir.display()))
     }
 
     /// A string list of `config.json`.
@@ -113,7 +129,11 @@ impl Fixture {
             .as_array()
             .ok_or_else(|| anyhow!("config.json {pointer} is not a list"))?
             .iter()
-            .map(|v| v.as_str().map(String::from).ok_or_else(|| anyhow!("config.json {pointer} holds a non-string")))
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| anyhow!("config.json {pointer} holds a non-string"))
+            })
             .collect()
     }
 
@@ -133,19 +153,27 @@ impl TensorFile {
     /// Reads the file.
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-        Ok(Self { path: path.to_path_buf(), bytes })
+        safetensors::SafeTensors::deserialize(&bytes)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+        })
     }
 
     fn view(&self, key: &str) -> Result<(safetensors::Dtype, Vec<usize>, Vec<u8>)> {
         let st = safetensors::SafeTensors::deserialize(&self.bytes)?;
-        let v = st.tensor(key).with_context(|| format!("{}: no tensor {key}", self.path.display()))?;
+        let v = st
+            .tensor(key)
+            .with_context(|| format!("{}: no tensor {key}", self.path.display()))?;
         Ok((v.dtype(), v.shape().to_vec(), v.data().to_vec()))
     }
 
     /// Whether the file has `key`.
     pub fn contains(&self, key: &str) -> bool {
-        safetensors::SafeTensors::deserialize(&self.bytes).map(|st| st.tensor(key).is_ok()).unwrap_or(false)
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .map(|st| st.tensor(key).is_ok())
+            .unwrap_or(false)
     }
 
     /// A float tensor as f32 (f16/f32/f64 accepted), with its shape.
@@ -153,10 +181,22 @@ impl TensorFile {
         use safetensors::Dtype;
         let (dtype, shape, b) = self.view(key)?;
         let data = match dtype {
-            Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            Dtype::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            d => bail!("{}: {key} has dtype {d:?}, expected a float", self.path.display()),
+            Dtype::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F64 => b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            Dtype::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            d => bail!(
+                "{}: {key} has dtype {d:?}, expected a float",
+                self.path.display()
+            ),
         };
         Ok((shape, data))
     }
@@ -175,19 +215,36 @@ impl TensorFile {
         use safetensors::Dtype;
         let (dtype, shape, b) = self.view(key)?;
         let data = match dtype {
-            Dtype::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
-            Dtype::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
+            Dtype::I64 => b
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            Dtype::I32 => b
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64)
+                .collect(),
             Dtype::U8 => b.iter().map(|&x| x as i64).collect(),
-            d => bail!("{}: {key} has dtype {d:?}, expected an integer", self.path.display()),
+            d => bail!(
+                "{}: {key} has dtype {d:?}, expected an integer",
+                self.path.display()
+            ),
         };
         Ok((shape, data))
     }
 
     /// A float tensor on `device`.
-    pub fn tensor<B: Backend, const D: usize>(&self, key: &str, device: &B::Device) -> Result<Tensor<B, D>> {
+    pub fn tensor<B: Backend, const D: usize>(
+        &self,
+        key: &str,
+        device: &B::Device,
+    ) -> Result<Tensor<B, D>> {
         let (shape, data) = self.f32(key)?;
         if shape.len() != D {
-            bail!("{}: {key} has rank {}, expected {D}", self.path.display(), shape.len());
+            bail!(
+                "{}: {key} has rank {}, expected {D}",
+                self.path.display(),
+                shape.len()
+            );
         }
         Ok(Tensor::from_data(TensorData::new(data, shape), device))
     }
@@ -195,7 +252,10 @@ impl TensorFile {
     /// Token rows (`[n, seq]` integers) as `u32`.
     pub fn rows(&self, key: &str) -> Result<Vec<Vec<u32>>> {
         let (shape, data) = self.i64(key)?;
-        Ok(data.chunks(shape[1]).map(|r| r.iter().map(|&x| x as u32).collect()).collect())
+        Ok(data
+            .chunks(shape[1])
+            .map(|r| r.iter().map(|&x| x as u32).collect())
+            .collect())
     }
 }
 
@@ -211,11 +271,18 @@ pub fn max_abs_diff(a: (&[usize], &[f32]), b: (&[usize], &[f32])) -> f64 {
     if a.0 != b.0 {
         return f64::INFINITY;
     }
-    a.1.iter().zip(b.1).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
+    a.1.iter()
+        .zip(b.1)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
 }
 
 /// Compares a tensor with a fixture tensor.
-pub fn compare<B: Backend, const D: usize>(ours: Tensor<B, D>, file: &TensorFile, key: &str) -> Result<f64> {
+pub fn compare<B: Backend, const D: usize>(
+    ours: Tensor<B, D>,
+    file: &TensorFile,
+    key: &str,
+) -> Result<f64> {
     let (s, v) = host(ours);
     let (rs, rv) = file.f32(key)?;
     Ok(max_abs_diff((&s, &v), (&rs, &rv)))
@@ -234,7 +301,8 @@ pub fn compare_prefix<B: Backend>(ours: Tensor<B, 3>, file: &TensorFile, key: &s
     for i in 0..n {
         for p in 0..len {
             for k in 0..d {
-                let diff = (v[(i * len + p) * d + k] as f64 - rv[(i * full + p) * d + k] as f64).abs();
+                let diff =
+                    (v[(i * len + p) * d + k] as f64 - rv[(i * full + p) * d + k] as f64).abs();
                 m = if diff.is_nan() { f64::NAN } else { m.max(diff) };
             }
         }
@@ -242,26 +310,46 @@ pub fn compare_prefix<B: Backend>(ours: Tensor<B, 3>, file: &TensorFile, key: &s
     Ok(m)
 }
 
-/// A hook that records every block output.
-pub struct Recorder<B: Backend> {
+/// A hook that records every block's input (after `inner` rewrote it) and output.
+pub struct Recorder<'a, B: Backend> {
+    /// The hook whose rewrites are recorded.
+    pub inner: &'a dyn BlockHook<B>,
+    /// Inputs in block order.
+    pub inputs: RefCell<Vec<Tensor<B, 3>>>,
     /// Outputs in block order.
     pub outputs: RefCell<Vec<Tensor<B, 3>>>,
 }
 
-impl<B: Backend> Default for Recorder<B> {
-    fn default() -> Self {
-        Self { outputs: RefCell::new(Vec::new()) }
+impl<'a, B: Backend> Recorder<'a, B> {
+    /// Records around `inner`.
+    pub fn new(inner: &'a dyn BlockHook<B>) -> Self {
+        Self {
+            inner,
+            inputs: RefCell::new(Vec::new()),
+            outputs: RefCell::new(Vec::new()),
+        }
     }
 }
 
-impl<B: Backend> BlockHook<B> for Recorder<B> {
-    fn after_block(&self, _layer: usize, x: &Tensor<B, 3>) {
+impl<B: Backend> BlockHook<B> for Recorder<'_, B> {
+    fn before_block(&self, layer: usize, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = self.inner.before_block(layer, x);
+        self.inputs.borrow_mut().push(x.clone());
+        x
+    }
+
+    fn after_block(&self, layer: usize, x: &Tensor<B, 3>) {
+        self.inner.after_block(layer, x);
         self.outputs.borrow_mut().push(x.clone());
     }
 }
 
 fn push(out: &mut Vec<CheckResult>, name: impl Into<String>, err: f64, tol: f64) {
-    out.push(CheckResult { name: name.into(), max_abs_err: err, tol });
+    out.push(CheckResult {
+        name: name.into(),
+        max_abs_err: err,
+        tol,
+    });
 }
 
 /// Tokenizer checks: every case of `tokenizer.json` (cleaning, BPE ids, 77-token rows,
@@ -270,14 +358,26 @@ fn push(out: &mut Vec<CheckResult>, name: impl Into<String>, err: f64, tol: f64)
 pub fn tokenizer_checks(fx: &Fixture) -> Result<Vec<CheckResult>> {
     use clip_model::tokenizer::Tokenizer;
     let path = fx.dir.join("tokenizer.json");
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)?;
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
     let tok = Tokenizer::new();
     let ctx = doc["context_length"].as_u64().unwrap_or(77) as usize;
-    let cases = doc["entries"].as_array().ok_or_else(|| anyhow!("{}: no `entries` list", path.display()))?;
-    let ids = |v: &serde_json::Value| -> Option<Vec<u32>> { v.as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(u64::MAX) as u32).collect()) };
+    let cases = doc["entries"]
+        .as_array()
+        .ok_or_else(|| anyhow!("{}: no `entries` list", path.display()))?;
+    let ids = |v: &serde_json::Value| -> Option<Vec<u32>> {
+        v.as_array().map(|a| {
+            a.iter()
+                .map(|x| x.as_u64().unwrap_or(u64::MAX) as u32)
+                .collect()
+        })
+    };
     let (mut clean, mut enc, mut row, mut trunc) = (0.0, 0.0, 0.0, 0.0);
     for case in cases {
-        let text = case["text"].as_str().ok_or_else(|| anyhow!("{}: case without text", path.display()))?;
+        let text = case["text"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{}: case without text", path.display()))?;
         if case["cleaned"].as_str() != Some(tok.clean(text).as_str()) {
             clean += 1.0;
         }
@@ -296,19 +396,48 @@ pub fn tokenizer_checks(fx: &Fixture) -> Result<Vec<CheckResult>> {
     let mut out = Vec::new();
     push(&mut out, format!("tokenizer.clean ({n} cases)"), clean, 0.0);
     push(&mut out, format!("tokenizer.encode ({n} cases)"), enc, 0.0);
-    push(&mut out, format!("tokenizer.tokenize ({n} cases)"), row, 0.0);
-    push(&mut out, format!("tokenizer.tokenize-truncate ({n} cases)"), trunc, 0.0);
+    push(
+        &mut out,
+        format!("tokenizer.tokenize ({n} cases)"),
+        row,
+        0.0,
+    );
+    push(
+        &mut out,
+        format!("tokenizer.tokenize-truncate ({n} cases)"),
+        trunc,
+        0.0,
+    );
     if let Some(batch) = doc.get("batch_example") {
-        let texts: Vec<&str> = batch["texts"].as_array().into_iter().flatten().filter_map(|t| t.as_str()).collect();
-        let want: Vec<Vec<u32>> = batch["tokenize"].as_array().into_iter().flatten().filter_map(ids).collect();
+        let texts: Vec<&str> = batch["texts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str())
+            .collect();
+        let want: Vec<Vec<u32>> = batch["tokenize"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(ids)
+            .collect();
         let got = tok.tokenize_batch(&texts, ctx, false)?;
-        let bad = got.iter().zip(&want).filter(|(a, b)| a != b).count() + got.len().abs_diff(want.len());
+        let bad =
+            got.iter().zip(&want).filter(|(a, b)| a != b).count() + got.len().abs_diff(want.len());
         push(&mut out, "tokenizer.batch-example", bad as f64, 0.0);
     }
     let fwd = fx.tensors("forward.safetensors")?;
     let want = fwd.rows("zs.tokens")?;
-    let got = tok.tokenize_batch(&zero_shot_prompts(fx)?.iter().map(String::as_str).collect::<Vec<_>>(), ctx, false)?;
-    let bad = got.iter().zip(&want).filter(|(a, b)| a != b).count() + got.len().abs_diff(want.len());
+    let got = tok.tokenize_batch(
+        &zero_shot_prompts(fx)?
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ctx,
+        false,
+    )?;
+    let bad =
+        got.iter().zip(&want).filter(|(a, b)| a != b).count() + got.len().abs_diff(want.len());
     push(&mut out, "tokenizer.zero-shot-prompts", bad as f64, 0.0);
     Ok(out)
 }
@@ -316,8 +445,16 @@ pub fn tokenizer_checks(fx: &Fixture) -> Result<Vec<CheckResult>> {
 /// The zero-shot prompts of the fixture: its template filled with each class name
 /// (underscores as spaces).
 pub fn zero_shot_prompts(fx: &Fixture) -> Result<Vec<String>> {
-    let template = fx.cfg("/maple/zero_shot_template")?.as_str().ok_or_else(|| anyhow!("template is not a string"))?.to_string();
-    Ok(fx.cfg_strings("/maple/classnames")?.iter().map(|c| template.replace("{}", &c.replace('_', " "))).collect())
+    let template = fx
+        .cfg("/maple/zero_shot_template")?
+        .as_str()
+        .ok_or_else(|| anyhow!("template is not a string"))?
+        .to_string();
+    Ok(fx
+        .cfg_strings("/maple/classnames")?
+        .iter()
+        .map(|c| template.replace("{}", &c.replace('_', " ")))
+        .collect())
 }
 
 /// Plain-CLIP checks against `forward.safetensors` `zs.*`: per-block outputs of both
@@ -332,40 +469,119 @@ pub fn zero_shot_checks<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<
     let images: Tensor<B, 4> = fwd.tensor("input.images", device)?;
     let rows = fwd.rows("zs.tokens")?;
 
-    let rec = Recorder::<B>::default();
+    let rec = Recorder::<B>::new(&NoHook);
     let emb = clip.text.embed_rows(&rows, device);
-    let text = clip.text.encode_embeddings(emb, &clip_model::eot_positions(&rows), &rec);
+    let text = clip
+        .text
+        .encode_embeddings(emb, &clip_model::eot_positions(&rows), &rec);
     for (i, o) in rec.outputs.take().into_iter().enumerate() {
-        push(&mut out, format!("zero-shot.text.block{i}.output"), compare_prefix(o, &fwd, &format!("zs.text.block{i}.output"))?, tol.activation);
+        push(
+            &mut out,
+            format!("zero-shot.text.block{i}.output"),
+            compare_prefix(o, &fwd, &format!("zs.text.block{i}.output"))?,
+            tol.activation,
+        );
     }
-    let rec = Recorder::<B>::default();
-    let image = clip.visual.encode_tokens(clip.visual.embed(images.clone()), &rec);
+    let rec = Recorder::<B>::new(&NoHook);
+    let image = clip
+        .visual
+        .encode_tokens(clip.visual.embed(images.clone()), &rec);
     for (i, o) in rec.outputs.take().into_iter().enumerate() {
-        push(&mut out, format!("zero-shot.vision.block{i}.output"), compare(o, &fwd, &format!("zs.vision.block{i}.output"))?, tol.activation);
+        push(
+            &mut out,
+            format!("zero-shot.vision.block{i}.output"),
+            compare(o, &fwd, &format!("zs.vision.block{i}.output"))?,
+            tol.activation,
+        );
     }
-    push(&mut out, "zero-shot.text_features", compare(text.clone(), &fwd, "zs.text_features")?, tol.activation);
-    push(&mut out, "zero-shot.image_features", compare(image.clone(), &fwd, "zs.image_features")?, tol.activation);
-    push(&mut out, "zero-shot.text_features_norm", compare(clip_model::l2_normalize(text.clone()), &fwd, "zs.text_features_norm")?, tol.normalized);
-    push(&mut out, "zero-shot.image_features_norm", compare(clip_model::l2_normalize(image.clone()), &fwd, "zs.image_features_norm")?, tol.normalized);
-    push(&mut out, "zero-shot.logits", compare(clip.logits(image, text), &fwd, "zs.logits")?, tol.activation);
+    push(
+        &mut out,
+        "zero-shot.text_features",
+        compare(text.clone(), &fwd, "zs.text_features")?,
+        tol.activation,
+    );
+    push(
+        &mut out,
+        "zero-shot.image_features",
+        compare(image.clone(), &fwd, "zs.image_features")?,
+        tol.activation,
+    );
+    push(
+        &mut out,
+        "zero-shot.text_features_norm",
+        compare(
+            clip_model::l2_normalize(text.clone()),
+            &fwd,
+            "zs.text_features_norm",
+        )?,
+        tol.normalized,
+    );
+    push(
+        &mut out,
+        "zero-shot.image_features_norm",
+        compare(
+            clip_model::l2_normalize(image.clone()),
+            &fwd,
+            "zs.image_features_norm",
+        )?,
+        tol.normalized,
+    );
+    push(
+        &mut out,
+        "zero-shot.logits",
+        compare(clip.logits(image, text), &fwd, "zs.logits")?,
+        tol.activation,
+    );
 
     // The classifier API end to end: class names + template → tokenizer → logits.
     let tok = clip_model::tokenizer::Tokenizer::new();
-    let template = fx.cfg("/maple/zero_shot_template")?.as_str().unwrap_or("a photo of a {}.").to_string();
-    let zs = clip_model::ZeroShotClassifier::new(&clip, &tok, &fx.cfg_strings("/maple/classnames")?, &[template.as_str()])?;
-    push(&mut out, "zero-shot.classifier.logits", compare(zs.logits(&clip, images.clone()), &fwd, "zs.logits")?, tol.activation);
+    let template = fx
+        .cfg("/maple/zero_shot_template")?
+        .as_str()
+        .unwrap_or("a photo of a {}.")
+        .to_string();
+    let zs = clip_model::ZeroShotClassifier::new(
+        &clip,
+        &tok,
+        &fx.cfg_strings("/maple/classnames")?,
+        &[template.as_str()],
+    )?;
+    push(
+        &mut out,
+        "zero-shot.classifier.logits",
+        compare(zs.logits(&clip, images.clone()), &fwd, "zs.logits")?,
+        tol.activation,
+    );
 
     let hf_path = fx.dir.join("clip_hf.safetensors");
     if hf_path.exists() {
         let (hf, hf_config) = Clip::<B>::from_safetensors(&hf_path, device)?;
         if hf_config != config {
-            bail!("{}: inferred config {hf_config:?} differs from the OpenAI file's {config:?}", hf_path.display());
+            bail!(
+                "{}: inferred config {hf_config:?} differs from the OpenAI file's {config:?}",
+                hf_path.display()
+            );
         }
         let text = hf.text.forward(&rows, device);
         let image = hf.visual.encode_tokens(hf.visual.embed(images), &NoHook);
-        push(&mut out, "zero-shot.hf.text_features", compare(text.clone(), &fwd, "zs.text_features")?, tol.activation);
-        push(&mut out, "zero-shot.hf.image_features", compare(image.clone(), &fwd, "zs.image_features")?, tol.activation);
-        push(&mut out, "zero-shot.hf.logits", compare(hf.logits(image, text), &fwd, "zs.logits")?, tol.activation);
+        push(
+            &mut out,
+            "zero-shot.hf.text_features",
+            compare(text.clone(), &fwd, "zs.text_features")?,
+            tol.activation,
+        );
+        push(
+            &mut out,
+            "zero-shot.hf.image_features",
+            compare(image.clone(), &fwd, "zs.image_features")?,
+            tol.activation,
+        );
+        push(
+            &mut out,
+            "zero-shot.hf.logits",
+            compare(hf.logits(image, text), &fwd, "zs.logits")?,
+            tol.activation,
+        );
     }
     Ok(out)
 }
@@ -390,16 +606,24 @@ pub fn check_config(fx: &Fixture, c: &clip_model::ClipConfig) -> Result<()> {
     for (k, got) in pairs {
         if let Some(w) = want(k) {
             if w != got {
-                bail!("{}: config.json model.{k} = {w} but the weights give {got}", fx.dir.display());
+                bail!(
+                    "{}: config.json model.{k} = {w} but the weights give {got}",
+                    fx.dir.display()
+                );
             }
         }
     }
     Ok(())
 }
 
-/// Every check the project has, in topic order.
-pub fn all_checks<B: Backend>(fx: &Fixture, device: &B::Device) -> Result<Vec<CheckResult>> {
+/// Every check the project has, in topic order: tokenizer, zero-shot (plain CLIP, on the
+/// inference backend), then MaPLe, gradients, steps, schedule and checkpoints (autodiff).
+pub fn all_checks<B: AutodiffBackend>(
+    fx: &Fixture,
+    device: &B::Device,
+) -> Result<Vec<CheckResult>> {
     let mut out = tokenizer_checks(fx)?;
-    out.extend(zero_shot_checks::<B>(fx, device)?);
+    out.extend(zero_shot_checks::<B::InnerBackend>(fx, device)?);
+    out.extend(maple::maple_checks::<B>(fx, device)?);
     Ok(out)
 }

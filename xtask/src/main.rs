@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod parity;
 mod pretrain;
 
@@ -25,17 +26,24 @@ enum Command {
     Parity {
         /// The fixture folder (e.g. tests/fixtures/maple-tiny).
         dir: PathBuf,
+        /// Run on the CPU backend in double precision instead of the selected backend in f32.
+        #[arg(long)]
+        f64: bool,
     },
     /// Pretrain the toy CLIP of the procedural world and write it to weights/.
     PretrainToyClip(pretrain::Args),
+    /// Time the MaPLe workloads (train-step, encode-images, encode-text) on a random
+    /// ViT-B/16; with --compare also the PyTorch baseline, and print ratios ours/pytorch.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Parity { dir } => parity::run(&dir),
+        Command::Parity { dir, f64 } => parity::run(&dir, f64),
         Command::PretrainToyClip(args) => pretrain::run(args).map(|()| true),
+        Command::Bench(args) => bench::run(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,22 +1,43 @@
-//! `cargo xtask parity DIR`: one line per check, a summary, non-zero exit on failure.
+//! `cargo xtask parity DIR [--f64]`: one line per check, a summary, non-zero exit on failure.
 
 use std::path::Path;
 
 use anyhow::Result;
-use maple_burn::backend::{self, Backend};
+use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
+use maple_burn::backend::{self, TrainBackend};
 use maple_burn::parity::{self, Fixture};
 
-/// Runs every check; returns whether all passed.
-pub fn run(dir: &Path) -> Result<bool> {
+/// Runs every check; returns whether all passed. `f64` runs them on the CPU backend in
+/// double precision (isolates rounding from logic: see ARCHITECTURE.md, "Parity").
+pub fn run(dir: &Path, f64: bool) -> Result<bool> {
     let fx = Fixture::open(dir)?;
-    let device = backend::device(0);
-    println!("parity checks in {} on {}", dir.display(), backend::describe(&device));
-    let results = parity::all_checks::<Backend>(&fx, &device)?;
+    if f64 {
+        println!("parity checks in {} on ndarray (cpu) f64", dir.display());
+        report::<Autodiff<burn::backend::NdArray<f64>>>(&fx, &Default::default())
+    } else {
+        let device = backend::device(0);
+        println!(
+            "parity checks in {} on {} f32",
+            dir.display(),
+            backend::describe(&device)
+        );
+        report::<TrainBackend>(&fx, &device)
+    }
+}
+
+fn report<B: AutodiffBackend>(fx: &Fixture, device: &B::Device) -> Result<bool> {
+    let results = parity::all_checks::<B>(fx, device)?;
     let mut failed = 0;
     for r in &results {
         println!("{}", r.line());
         failed += usize::from(!r.passed());
     }
-    println!("summary: {} checks, {} passed, {} failed", results.len(), results.len() - failed, failed);
+    println!(
+        "summary: {} checks, {} passed, {} failed",
+        results.len(),
+        results.len() - failed,
+        failed
+    );
     Ok(failed == 0)
 }

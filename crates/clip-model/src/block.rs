@@ -42,7 +42,12 @@ pub struct ResidualBlock<B: Backend> {
 }
 
 /// Creates a residual block of the given width and head count (random weights).
-pub fn residual_block<B: Backend>(width: usize, heads: usize, eps: f64, device: &B::Device) -> ResidualBlock<B> {
+pub fn residual_block<B: Backend>(
+    width: usize,
+    heads: usize,
+    eps: f64,
+    device: &B::Device,
+) -> ResidualBlock<B> {
     let ln = || LayerNormConfig::new(width).with_epsilon(eps).init(device);
     ResidualBlock {
         ln_1: ln(),
@@ -71,26 +76,42 @@ impl<B: Backend> SelfAttention<B> {
         let [n, l, d] = x.dims();
         let h = self.heads;
         let hd = d / h;
-        let qkv = self.in_proj.forward(x).reshape([n, l, 3, h, hd]).permute([2, 0, 3, 1, 4]);
+        let qkv = self
+            .in_proj
+            .forward(x)
+            .reshape([n, l, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]);
         let q = qkv.clone().slice([0..1]).squeeze_dim::<4>(0);
         let k = qkv.clone().slice([1..2]).squeeze_dim::<4>(0);
         let v = qkv.slice([2..3]).squeeze_dim::<4>(0);
         let ctx = if B::ad_enabled(&q.device()) {
             // Under autodiff Burn's fused attention falls back to decomposed ops anyway;
-            // this form keeps the backward graph small and explicit.
+            // this form keeps the backward graph small and explicit. The mask value is
+            // finite: an infinite one turns into NaN where autodiff multiplies it by zero,
+            // while exp(-1e30 - max) is exactly 0 in f32 like exp(-inf).
             let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
             let scores = if causal {
-                let mask = Tensor::<B, 2, burn::tensor::Bool>::triu_mask([l, l], 1, &scores.device());
-                scores.mask_fill(mask.unsqueeze_dims::<4>(&[0, 1]).expand([n, h, l, l]), f32::NEG_INFINITY)
+                // `tril_mask` is true strictly above the diagonal: the future positions to hide.
+                let mask =
+                    Tensor::<B, 2, burn::tensor::Bool>::tril_mask([l, l], 0, &scores.device());
+                scores.mask_fill(
+                    mask.unsqueeze_dims::<4>(&[0, 1]).expand([n, h, l, l]),
+                    -1e30,
+                )
             } else {
                 scores
             };
             softmax(scores, 3).matmul(v)
         } else {
-            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: causal,
+            };
             attention(q, k, v, None, None, options)
         };
-        self.out_proj.forward(ctx.swap_dims(1, 2).reshape([n, l, d]))
+        self.out_proj
+            .forward(ctx.swap_dims(1, 2).reshape([n, l, d]))
     }
 }
 
@@ -114,11 +135,78 @@ impl<B: Backend> ResidualBlock<B> {
 }
 
 /// A frozen parameter drawn from `N(0, std)`.
-pub(crate) fn frozen_normal<B: Backend, const D: usize>(shape: [usize; D], std: f64, device: &B::Device) -> Param<Tensor<B, D>> {
-    frozen(Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, std), device))
+pub(crate) fn frozen_normal<B: Backend, const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    frozen(Tensor::random(
+        shape,
+        burn::tensor::Distribution::Normal(0.0, std),
+        device,
+    ))
 }
 
 /// Builds a parameter from a tensor that will not be trained.
 pub(crate) fn frozen<B: Backend, const D: usize>(t: Tensor<B, D>) -> Param<Tensor<B, D>> {
     Param::from_tensor(t).set_require_grad(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+
+    type B = NdArray<f32>;
+    type AB = Autodiff<NdArray<f32>>;
+
+    /// The explicit (autodiff) attention path and the fused path agree, with and without
+    /// the causal mask; and a causal block's output at position i ignores later positions.
+    #[test]
+    fn autodiff_attention_path_matches_fused_path() {
+        let device = Default::default();
+        let ad_block = residual_block::<AB>(64, 2, 1e-5, &device);
+        let block = burn::module::AutodiffModule::valid(&ad_block);
+        let x = Tensor::<B, 3>::random(
+            [2, 7, 64],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        for causal in [false, true] {
+            let fused = block
+                .forward(x.clone(), causal)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let explicit = ad_block
+                .forward(Tensor::from_inner(x.clone()), causal)
+                .inner()
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let err = fused
+                .iter()
+                .zip(&explicit)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(err < 1e-5, "causal={causal}: max abs err {err}");
+        }
+        let full = block
+            .forward(x.clone(), true)
+            .slice([0..2, 0..4])
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let short = block
+            .forward(x.slice([0..2, 0..4]), true)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let err = full
+            .iter()
+            .zip(&short)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(err < 1e-5, "causal prefix changed by later tokens: {err}");
+    }
 }

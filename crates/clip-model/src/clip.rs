@@ -7,7 +7,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use crate::block::{frozen, ResidualBlock, SelfAttention, Mlp};
+use crate::block::{frozen, Mlp, ResidualBlock, SelfAttention};
 use crate::error::Result;
 use crate::text::TextTransformer;
 use crate::vision::VisionTransformer;
@@ -40,8 +40,13 @@ impl<B: Backend> Clip<B> {
         Self {
             visual: VisionTransformer::init(config, device),
             text: TextTransformer::init(config, device),
-            logit_scale: frozen(Tensor::from_data(TensorData::new(vec![(1.0f32 / 0.07).ln()], [1]), device)),
+            logit_scale: frozen(Tensor::from_data(
+                TensorData::new(vec![(1.0f32 / 0.07).ln()], [1]),
+                device,
+            )),
         }
+        // Linear and LayerNorm initialisers create trainable parameters: freeze them all.
+        .no_grad()
     }
 
     /// Loads a safetensors file in OpenAI or Hugging Face naming (fp16/bf16/fp32 in the
@@ -55,22 +60,40 @@ impl<B: Backend> Clip<B> {
     pub fn from_tensor_map(mut map: TensorMap, device: &B::Device) -> Result<(Self, ClipConfig)> {
         let config = ClipConfig::from_shapes(|k| map.shape(k)).map_err(|e| {
             if map.shape(&e).is_none() && !e.contains(' ') {
-                crate::ClipError::MissingTensor { path: map.path.clone(), key: e, expected: vec![] }
+                crate::ClipError::MissingTensor {
+                    path: map.path.clone(),
+                    key: e,
+                    expected: vec![],
+                }
             } else {
-                crate::ClipError::Config { path: map.path.clone(), message: e }
+                crate::ClipError::Config {
+                    path: map.path.clone(),
+                    message: e,
+                }
             }
         })?;
         let c = &config;
         let (dv, dt, e) = (c.vision_width, c.transformer_width, c.embed_dim);
         let p = c.vision_patch_size;
-        let mut l = Loader { map: &mut map, device, eps: c.layer_norm_eps };
+        let mut l = Loader {
+            map: &mut map,
+            device,
+            eps: c.layer_norm_eps,
+        };
         let visual = VisionTransformer {
             conv1: l.param("visual.conv1.weight", [dv, 3, p, p])?,
             class_embedding: l.param("visual.class_embedding", [dv])?,
-            positional_embedding: l.param("visual.positional_embedding", [c.vision_tokens(), dv])?,
+            positional_embedding: l
+                .param("visual.positional_embedding", [c.vision_tokens(), dv])?,
             ln_pre: l.layer_norm("visual.ln_pre", dv)?,
             resblocks: (0..c.vision_layers)
-                .map(|i| l.block(&format!("visual.transformer.resblocks.{i}"), dv, c.vision_heads))
+                .map(|i| {
+                    l.block(
+                        &format!("visual.transformer.resblocks.{i}"),
+                        dv,
+                        c.vision_heads,
+                    )
+                })
                 .collect::<Result<_>>()?,
             ln_post: l.layer_norm("visual.ln_post", dv)?,
             proj: l.param("visual.proj", [dv, e])?,
@@ -79,14 +102,27 @@ impl<B: Backend> Clip<B> {
             token_embedding: l.param("token_embedding.weight", [c.vocab_size, dt])?,
             positional_embedding: l.param("positional_embedding", [c.context_length, dt])?,
             resblocks: (0..c.transformer_layers)
-                .map(|i| l.block(&format!("transformer.resblocks.{i}"), dt, c.transformer_heads))
+                .map(|i| {
+                    l.block(
+                        &format!("transformer.resblocks.{i}"),
+                        dt,
+                        c.transformer_heads,
+                    )
+                })
                 .collect::<Result<_>>()?,
             ln_final: l.layer_norm("ln_final", dt)?,
             text_projection: l.param("text_projection", [dt, e])?,
         };
         let logit_scale = l.param("logit_scale", [1])?;
         map.finish()?;
-        Ok((Self { visual, text, logit_scale }, config))
+        Ok((
+            Self {
+                visual,
+                text,
+                logit_scale,
+            },
+            config,
+        ))
     }
 
     /// Image features (not normalised).
@@ -110,7 +146,11 @@ impl<B: Backend> Clip<B> {
     ///
     /// # Shapes
     /// - `image_features`: `[batch, embed]`, `text_features`: `[classes, embed]` → `[batch, classes]`
-    pub fn logits(&self, image_features: Tensor<B, 2>, text_features: Tensor<B, 2>) -> Tensor<B, 2> {
+    pub fn logits(
+        &self,
+        image_features: Tensor<B, 2>,
+        text_features: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
         let scale = self.logit_scale.val().exp().unsqueeze_dim::<2>(0);
         l2_normalize(image_features).matmul(l2_normalize(text_features).transpose()) * scale
     }
@@ -128,31 +168,47 @@ impl<B: Backend> Loader<'_, B> {
         Ok(Tensor::from_data(TensorData::new(data, shape), self.device))
     }
 
-    fn param<const D: usize>(&mut self, key: &str, shape: [usize; D]) -> Result<Param<Tensor<B, D>>> {
+    fn param<const D: usize>(
+        &mut self,
+        key: &str,
+        shape: [usize; D],
+    ) -> Result<Param<Tensor<B, D>>> {
         Ok(frozen(self.tensor(key, shape)?))
     }
 
     /// A PyTorch `nn.Linear` (`weight` `[out, in]`) as a Burn `Linear` (`[in, out]`).
     fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize) -> Result<Linear<B>> {
-        let w = self.tensor(&format!("{prefix}.weight"), [d_out, d_in])?.transpose();
+        let w = self
+            .tensor(&format!("{prefix}.weight"), [d_out, d_in])?
+            .transpose();
         let b = self.tensor(&format!("{prefix}.bias"), [d_out])?;
-        Ok(Linear { weight: frozen(w), bias: Some(frozen(b)) })
+        Ok(Linear {
+            weight: frozen(w),
+            bias: Some(frozen(b)),
+        })
     }
 
     fn layer_norm(&mut self, prefix: &str, d: usize) -> Result<LayerNorm<B>> {
-        let mut ln = LayerNormConfig::new(d).with_epsilon(self.eps).init(self.device);
+        let mut ln = LayerNormConfig::new(d)
+            .with_epsilon(self.eps)
+            .init(self.device);
         ln.gamma = self.param(&format!("{prefix}.weight"), [d])?;
         ln.beta = Some(self.param(&format!("{prefix}.bias"), [d])?);
         Ok(ln)
     }
 
     fn block(&mut self, prefix: &str, d: usize, heads: usize) -> Result<ResidualBlock<B>> {
-        let in_w = self.tensor(&format!("{prefix}.attn.in_proj_weight"), [3 * d, d])?.transpose();
+        let in_w = self
+            .tensor(&format!("{prefix}.attn.in_proj_weight"), [3 * d, d])?
+            .transpose();
         let in_b = self.tensor(&format!("{prefix}.attn.in_proj_bias"), [3 * d])?;
         Ok(ResidualBlock {
             ln_1: self.layer_norm(&format!("{prefix}.ln_1"), d)?,
             attn: SelfAttention {
-                in_proj: Linear { weight: frozen(in_w), bias: Some(frozen(in_b)) },
+                in_proj: Linear {
+                    weight: frozen(in_w),
+                    bias: Some(frozen(in_b)),
+                },
                 out_proj: self.linear(&format!("{prefix}.attn.out_proj"), d, d)?,
                 heads,
             },

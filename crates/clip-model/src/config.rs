@@ -35,7 +35,6 @@ pub struct ClipConfig {
     pub layer_norm_eps: f64,
 }
 
-
 impl ClipConfig {
     /// OpenAI ViT-B/32 (224 px, 12+12 layers, widths 768/512, embed 512).
     pub fn vit_b32() -> Self {
@@ -70,14 +69,19 @@ impl ClipConfig {
         let get = |k: &str| shape(k).ok_or_else(|| k.to_string());
         let conv = get("visual.conv1.weight")?;
         if conv.len() != 4 || conv[2] != conv[3] {
-            return Err(format!("visual.conv1.weight has shape {conv:?}, expected [width, 3, patch, patch]"));
+            return Err(format!(
+                "visual.conv1.weight has shape {conv:?}, expected [width, 3, patch, patch]"
+            ));
         }
         let vision_width = conv[0];
         let vision_patch_size = conv[2];
         let pos = get("visual.positional_embedding")?;
         let grid = ((pos[0].saturating_sub(1)) as f64).sqrt().round() as usize;
         if grid * grid + 1 != pos[0] {
-            return Err(format!("visual.positional_embedding has {} rows, not 1 + grid^2", pos[0]));
+            return Err(format!(
+                "visual.positional_embedding has {} rows, not 1 + grid^2",
+                pos[0]
+            ));
         }
         let count_layers = |prefix: &str| {
             (0..)

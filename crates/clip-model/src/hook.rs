@@ -65,7 +65,11 @@ impl<B: Backend> DeepPrompts<B> {
         let p = prompts.unsqueeze_dim::<3>(0).expand([batch, n, width]);
         match anchor {
             PromptAnchor::AfterFirst => Tensor::cat(
-                vec![x.clone().slice([0..batch, 0..1]), p, x.slice([0..batch, 1 + n..seq])],
+                vec![
+                    x.clone().slice([0..batch, 0..1]),
+                    p,
+                    x.slice([0..batch, 1 + n..seq]),
+                ],
                 1,
             ),
             PromptAnchor::End => Tensor::cat(vec![x.slice([0..batch, 0..seq - n]), p], 1),

@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{ClipError, Result};
 
 /// File names looked for in a folder or hub repository, in order.
-pub const WEIGHT_FILE_NAMES: [&str; 4] = ["model.safetensors", "clip.safetensors", "clip_hf.safetensors", "open_clip_model.safetensors"];
+pub const WEIGHT_FILE_NAMES: [&str; 4] = [
+    "model.safetensors",
+    "clip.safetensors",
+    "clip_hf.safetensors",
+    "open_clip_model.safetensors",
+];
 
 /// Where weights were found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +25,12 @@ pub struct ResolvedWeights {
 /// True when `HF_HUB_OFFLINE` asks for no network access (as `huggingface_hub` reads it).
 pub fn hub_offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "on" | "yes" | "true"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -33,7 +43,10 @@ pub fn hub_cache_dir() -> PathBuf {
 }
 
 fn find_in_dir(dir: &Path) -> Option<PathBuf> {
-    WEIGHT_FILE_NAMES.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+    WEIGHT_FILE_NAMES
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
 }
 
 /// Resolves `spec`: an existing file, a folder holding one of [`WEIGHT_FILE_NAMES`], or a
@@ -42,18 +55,30 @@ fn find_in_dir(dir: &Path) -> Option<PathBuf> {
 pub fn resolve_weights(spec: &str) -> Result<ResolvedWeights> {
     let path = Path::new(spec);
     if path.is_file() {
-        return Ok(ResolvedWeights { weights: path.to_path_buf(), origin: spec.to_string() });
+        return Ok(ResolvedWeights {
+            weights: path.to_path_buf(),
+            origin: spec.to_string(),
+        });
     }
     if path.is_dir() {
         return find_in_dir(path)
-            .map(|weights| ResolvedWeights { weights, origin: spec.to_string() })
-            .ok_or_else(|| ClipError::Invalid(format!("folder {spec} holds none of {WEIGHT_FILE_NAMES:?}")));
+            .map(|weights| ResolvedWeights {
+                weights,
+                origin: spec.to_string(),
+            })
+            .ok_or_else(|| {
+                ClipError::Invalid(format!("folder {spec} holds none of {WEIGHT_FILE_NAMES:?}"))
+            });
     }
-    let looks_like_id = spec.matches('/').count() == 1 && !spec.starts_with('.') && !spec.ends_with(".safetensors");
+    let looks_like_id =
+        spec.matches('/').count() == 1 && !spec.starts_with('.') && !spec.ends_with(".safetensors");
     if !looks_like_id {
         return Err(ClipError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file, and not a hub id owner/name"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file, and not a hub id owner/name",
+            ),
         });
     }
     resolve_hub(spec, &hub_cache_dir(), hub_offline())
@@ -62,7 +87,11 @@ pub fn resolve_weights(spec: &str) -> Result<ResolvedWeights> {
 /// Resolves a hub id against an explicit cache folder (see [`resolve_weights`]).
 pub fn resolve_hub(spec: &str, cache_dir: &Path, offline: bool) -> Result<ResolvedWeights> {
     let (id, revision) = spec.split_once('@').unwrap_or((spec, "main"));
-    let repo = hf_hub::Repo::with_revision(id.to_string(), hf_hub::RepoType::Model, revision.to_string());
+    let repo = hf_hub::Repo::with_revision(
+        id.to_string(),
+        hf_hub::RepoType::Model,
+        revision.to_string(),
+    );
     let cache = hf_hub::Cache::new(cache_dir.to_path_buf()).repo(repo.clone());
     let origin = format!("hub:{spec}");
     if let Some(weights) = WEIGHT_FILE_NAMES.iter().find_map(|n| cache.get(n)) {
@@ -79,13 +108,20 @@ pub fn resolve_hub(spec: &str, cache_dir: &Path, offline: bool) -> Result<Resolv
             ),
         });
     }
-    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache_dir.to_path_buf()))
-        .with_progress(true)
-        .build()
-        .map_err(|e| ClipError::Hub { repo: spec.to_string(), message: e.to_string() })?;
+    let api =
+        hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache_dir.to_path_buf()))
+            .with_progress(true)
+            .build()
+            .map_err(|e| ClipError::Hub {
+                repo: spec.to_string(),
+                message: e.to_string(),
+            })?;
     let weights = api
         .repo(repo)
         .get(WEIGHT_FILE_NAMES[0])
-        .map_err(|e| ClipError::Hub { repo: spec.to_string(), message: format!("download of {} failed: {e}", WEIGHT_FILE_NAMES[0]) })?;
+        .map_err(|e| ClipError::Hub {
+            repo: spec.to_string(),
+            message: format!("download of {} failed: {e}", WEIGHT_FILE_NAMES[0]),
+        })?;
     Ok(ResolvedWeights { weights, origin })
 }

@@ -13,6 +13,7 @@ pub mod block;
 pub mod clip;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod hook;
 pub mod hub;
 pub mod preprocess;

@@ -45,7 +45,9 @@ impl<B: Backend> TextTransformer<B> {
             resblocks: (0..config.transformer_layers)
                 .map(|_| residual_block(w, config.transformer_heads, config.layer_norm_eps, device))
                 .collect(),
-            ln_final: LayerNormConfig::new(w).with_epsilon(config.layer_norm_eps).init(device),
+            ln_final: LayerNormConfig::new(w)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device),
             text_projection: frozen_normal([w, config.embed_dim], (w as f64).powf(-0.5), device),
         }
     }
@@ -84,7 +86,12 @@ impl<B: Backend> TextTransformer<B> {
     ///
     /// # Shapes
     /// - `emb`: `[n, seq, width]`, `eot`: `n` positions → `[n, embed_dim]`
-    pub fn encode_embeddings(&self, emb: Tensor<B, 3>, eot: &[usize], hook: &dyn BlockHook<B>) -> Tensor<B, 2> {
+    pub fn encode_embeddings(
+        &self,
+        emb: Tensor<B, 3>,
+        eot: &[usize],
+        hook: &dyn BlockHook<B>,
+    ) -> Tensor<B, 2> {
         let [n, seq, width] = emb.dims();
         assert_eq!(eot.len(), n, "one EOT position per sequence");
         let len = eot.iter().copied().max().map_or(seq, |m| (m + 1).min(seq));
@@ -95,7 +102,11 @@ impl<B: Backend> TextTransformer<B> {
             hook.after_block(i, &x);
         }
         let x = self.ln_final.forward(x).reshape([n * len, width]);
-        let rows: Vec<i64> = eot.iter().enumerate().map(|(i, &e)| (i * len + e) as i64).collect();
+        let rows: Vec<i64> = eot
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (i * len + e) as i64)
+            .collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), &x.device());
         x.select(0, idx).matmul(self.text_projection.val())
     }
@@ -114,6 +125,9 @@ impl<B: Backend> TextTransformer<B> {
 pub fn ids_tensor<B: Backend>(rows: &[Vec<u32>], device: &B::Device) -> Tensor<B, 2, Int> {
     let n = rows.len();
     let l = rows.first().map_or(0, Vec::len);
-    let flat: Vec<i64> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i64)).collect();
+    let flat: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&t| t as i64))
+        .collect();
     Tensor::from_data(TensorData::new(flat, [n, l]), device)
 }

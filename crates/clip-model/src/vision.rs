@@ -34,7 +34,11 @@ impl<B: Backend> VisionTransformer<B> {
         let w = config.vision_width;
         let p = config.vision_patch_size;
         let scale = (w as f64).powf(-0.5);
-        let ln = || LayerNormConfig::new(w).with_epsilon(config.layer_norm_eps).init(device);
+        let ln = || {
+            LayerNormConfig::new(w)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
         Self {
             conv1: frozen_normal([w, 3, p, p], 0.02, device),
             class_embedding: frozen_normal([w], scale, device),
@@ -68,7 +72,11 @@ impl<B: Backend> VisionTransformer<B> {
             .reshape([b * gh * gw, c * p * p]);
         let kernel = self.conv1.val().reshape([width, c * p * p]).transpose();
         let patches = patches.matmul(kernel).reshape([b, gh * gw, width]);
-        let cls = self.class_embedding.val().reshape([1, 1, width]).expand([b, 1, width]);
+        let cls = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, width])
+            .expand([b, 1, width]);
         let x = Tensor::cat(vec![cls, patches], 1);
         x + self.positional_embedding.val().unsqueeze_dim::<3>(0)
     }

@@ -32,7 +32,10 @@ impl HostTensor {
                 data[j * r + i] = self.data[i * c + j];
             }
         }
-        HostTensor { shape: vec![c, r], data }
+        HostTensor {
+            shape: vec![c, r],
+            data,
+        }
     }
 }
 
@@ -65,7 +68,10 @@ const HF_IGNORED_SUFFIX: &str = "position_ids";
 fn to_f32(path: &Path, key: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
     let b = view.data();
     let out = match view.dtype() {
-        Dtype::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         Dtype::F16 => b
             .chunks_exact(2)
             .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
@@ -92,20 +98,35 @@ fn to_f32(path: &Path, key: &str, view: &safetensors::tensor::TensorView<'_>) ->
 /// Reads every floating-point tensor of a safetensors file as f32 (fp16/bf16/f64 converted).
 ///
 /// Non-float tensors are returned as errors unless listed in `skip_non_float`.
-pub fn read_safetensors(path: &Path, skip_non_float: &[&str]) -> Result<BTreeMap<String, HostTensor>> {
-    let bytes = std::fs::read(path).map_err(|source| ClipError::Io { path: path.to_path_buf(), source })?;
+pub fn read_safetensors(
+    path: &Path,
+    skip_non_float: &[&str],
+) -> Result<BTreeMap<String, HostTensor>> {
+    let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| ClipError::Safetensors {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
     let mut out = BTreeMap::new();
     for (key, view) in st.tensors() {
-        let float = matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64);
+        let float = matches!(
+            view.dtype(),
+            Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64
+        );
         if !float && skip_non_float.iter().any(|s| key == *s || key.ends_with(s)) {
             continue;
         }
         let data = to_f32(path, &key, &view)?;
-        out.insert(key, HostTensor { shape: view.shape().to_vec(), data });
+        out.insert(
+            key,
+            HostTensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
     }
     Ok(out)
 }
@@ -129,17 +150,30 @@ pub fn read_clip_weights(path: &Path) -> Result<TensorMap> {
         Naming::OpenAi => raw,
         Naming::HuggingFace => hf_to_openai(path, raw)?,
     };
-    Ok(TensorMap { path: path.to_path_buf(), naming, tensors })
+    Ok(TensorMap {
+        path: path.to_path_buf(),
+        naming,
+        tensors,
+    })
 }
 
 /// Renames Hugging Face `CLIPModel` tensors to OpenAI naming: q/k/v are packed into
 /// `in_proj_*`, the two projections are transposed (HF stores `nn.Linear` weights),
 /// and everything else is a rename. Unknown keys are kept under their own name so the
 /// loader can report them as unexpected.
-pub fn hf_to_openai(path: &Path, mut hf: BTreeMap<String, HostTensor>) -> Result<BTreeMap<String, HostTensor>> {
+pub fn hf_to_openai(
+    path: &Path,
+    mut hf: BTreeMap<String, HostTensor>,
+) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = BTreeMap::new();
     hf.retain(|k, _| !k.ends_with(HF_IGNORED_SUFFIX));
-    let towers = [("vision_model.encoder.layers", "visual.transformer.resblocks"), ("text_model.encoder.layers", "transformer.resblocks")];
+    let towers = [
+        (
+            "vision_model.encoder.layers",
+            "visual.transformer.resblocks",
+        ),
+        ("text_model.encoder.layers", "transformer.resblocks"),
+    ];
     // Pack q/k/v first: they are the only many-to-one rename.
     for (hf_prefix, oa_prefix) in towers {
         for i in 0.. {
@@ -170,7 +204,10 @@ pub fn hf_to_openai(path: &Path, mut hf: BTreeMap<String, HostTensor>) -> Result
                 }
                 let mut shape = shape.expect("three projections");
                 shape[0] *= 3;
-                out.insert(format!("{oa_prefix}.{i}.attn.{oa}"), HostTensor { shape, data });
+                out.insert(
+                    format!("{oa_prefix}.{i}.attn.{oa}"),
+                    HostTensor { shape, data },
+                );
             }
         }
     }
@@ -183,25 +220,51 @@ pub fn hf_to_openai(path: &Path, mut hf: BTreeMap<String, HostTensor>) -> Result
     ];
     let plain = [
         ("logit_scale", "logit_scale"),
-        ("text_model.embeddings.token_embedding.weight", "token_embedding.weight"),
-        ("text_model.embeddings.position_embedding.weight", "positional_embedding"),
+        (
+            "text_model.embeddings.token_embedding.weight",
+            "token_embedding.weight",
+        ),
+        (
+            "text_model.embeddings.position_embedding.weight",
+            "positional_embedding",
+        ),
         ("text_model.final_layer_norm.weight", "ln_final.weight"),
         ("text_model.final_layer_norm.bias", "ln_final.bias"),
-        ("vision_model.embeddings.class_embedding", "visual.class_embedding"),
-        ("vision_model.embeddings.patch_embedding.weight", "visual.conv1.weight"),
-        ("vision_model.embeddings.position_embedding.weight", "visual.positional_embedding"),
+        (
+            "vision_model.embeddings.class_embedding",
+            "visual.class_embedding",
+        ),
+        (
+            "vision_model.embeddings.patch_embedding.weight",
+            "visual.conv1.weight",
+        ),
+        (
+            "vision_model.embeddings.position_embedding.weight",
+            "visual.positional_embedding",
+        ),
         ("vision_model.pre_layrnorm.weight", "visual.ln_pre.weight"),
         ("vision_model.pre_layrnorm.bias", "visual.ln_pre.bias"),
-        ("vision_model.post_layernorm.weight", "visual.ln_post.weight"),
+        (
+            "vision_model.post_layernorm.weight",
+            "visual.ln_post.weight",
+        ),
         ("vision_model.post_layernorm.bias", "visual.ln_post.bias"),
     ];
-    let transposed = [("text_projection.weight", "text_projection"), ("visual_projection.weight", "visual.proj")];
+    let transposed = [
+        ("text_projection.weight", "text_projection"),
+        ("visual_projection.weight", "visual.proj"),
+    ];
     for (key, t) in hf {
         if let Some((_, oa)) = plain.iter().find(|(h, _)| *h == key) {
             out.insert(oa.to_string(), t);
         } else if let Some((_, oa)) = transposed.iter().find(|(h, _)| *h == key) {
             if t.shape.len() != 2 {
-                return Err(ClipError::ShapeMismatch { path: path.to_path_buf(), key, expected: vec![0, 0], found: t.shape });
+                return Err(ClipError::ShapeMismatch {
+                    path: path.to_path_buf(),
+                    key,
+                    expected: vec![0, 0],
+                    found: t.shape,
+                });
             }
             out.insert(oa.to_string(), t.transposed());
         } else {
@@ -225,11 +288,14 @@ impl TensorMap {
 
     /// Removes a tensor, checking its shape. Scalars (`[]`) match `[1]`.
     pub fn take(&mut self, key: &str, expected: &[usize]) -> Result<HostTensor> {
-        let t = self.tensors.remove(key).ok_or_else(|| ClipError::MissingTensor {
-            path: self.path.clone(),
-            key: key.to_string(),
-            expected: expected.to_vec(),
-        })?;
+        let t = self
+            .tensors
+            .remove(key)
+            .ok_or_else(|| ClipError::MissingTensor {
+                path: self.path.clone(),
+                key: key.to_string(),
+                expected: expected.to_vec(),
+            })?;
         let scalar_ok = t.shape.is_empty() && expected == [1];
         if t.shape != expected && !scalar_ok {
             return Err(ClipError::ShapeMismatch {
@@ -247,7 +313,10 @@ impl TensorMap {
         if self.tensors.is_empty() {
             Ok(())
         } else {
-            Err(ClipError::UnexpectedTensors { path: self.path, keys: self.tensors.into_keys().collect() })
+            Err(ClipError::UnexpectedTensors {
+                path: self.path,
+                keys: self.tensors.into_keys().collect(),
+            })
         }
     }
 }

@@ -22,17 +22,29 @@ impl<B: Backend> ZeroShotClassifier<B> {
     /// Builds the classifier. Each template holds `{}` where the class name goes; with
     /// several templates the normalised features are averaged and renormalised (CLIP's
     /// prompt ensembling). Underscores in class names become spaces, as in the reference.
-    pub fn new(clip: &Clip<B>, tokenizer: &Tokenizer, class_names: &[String], templates: &[&str]) -> Result<Self> {
+    pub fn new(
+        clip: &Clip<B>,
+        tokenizer: &Tokenizer,
+        class_names: &[String],
+        templates: &[&str],
+    ) -> Result<Self> {
         if class_names.is_empty() || templates.is_empty() {
-            return Err(ClipError::Invalid("zero-shot needs at least one class name and one template".into()));
+            return Err(ClipError::Invalid(
+                "zero-shot needs at least one class name and one template".into(),
+            ));
         }
         if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {
-            return Err(ClipError::Invalid(format!("template {t:?} has no `{{}}` for the class name")));
+            return Err(ClipError::Invalid(format!(
+                "template {t:?} has no `{{}}` for the class name"
+            )));
         }
         let ctx = clip.text.context_length();
         let mut sum: Option<Tensor<B, 2>> = None;
         for template in templates {
-            let prompts: Vec<String> = class_names.iter().map(|c| template.replace("{}", &c.replace('_', " "))).collect();
+            let prompts: Vec<String> = class_names
+                .iter()
+                .map(|c| template.replace("{}", &c.replace('_', " ")))
+                .collect();
             let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
             let rows = tokenizer.tokenize_batch(&refs, ctx, false)?;
             let f = l2_normalize(clip.encode_text(&rows));
@@ -42,7 +54,10 @@ impl<B: Backend> ZeroShotClassifier<B> {
             });
         }
         let text_features = l2_normalize(sum.expect("at least one template"));
-        Ok(Self { text_features, class_names: class_names.to_vec() })
+        Ok(Self {
+            text_features,
+            class_names: class_names.to_vec(),
+        })
     }
 
     /// Scaled cosine logits.

@@ -52,7 +52,10 @@ fn synth(w: u32, h: u32, k: u32) -> RgbImage {
         Rgb([
             f(((x * 255) / w) as i32),
             f(((y * 255) / h) as i32),
-            f((((x + y + k * 7) % 256) as i32 + ((x as f32 / 9.0).sin() * 40.0) as i32).rem_euclid(256)),
+            f(
+                (((x + y + k * 7) % 256) as i32 + ((x as f32 / 9.0).sin() * 40.0) as i32)
+                    .rem_euclid(256),
+            ),
         ])
     })
 }
@@ -83,8 +86,18 @@ fn main() -> anyhow::Result<()> {
     );
     println!("{:>8} {:>10} {:>10}", "threads", "seconds", "images/s");
     for threads in [1, args.threads] {
-        let config = LoaderConfig { num_threads: threads, ..LoaderConfig::test(args.batch) };
-        let loader = Loader::new("bench", "test", &args.dir, items.clone(), Transform::test(args.size), config)?;
+        let config = LoaderConfig {
+            num_threads: threads,
+            ..LoaderConfig::test(args.batch)
+        };
+        let loader = Loader::new(
+            "bench",
+            "test",
+            &args.dir,
+            items.clone(),
+            Transform::test(args.size),
+            config,
+        )?;
         // Warm the page cache and the pool once.
         loader.epoch(0).take(1).for_each(drop);
         let start = Instant::now();

@@ -38,7 +38,11 @@ impl SplitConfig {
     /// A config from the reference's conventions: `shots < 1` (e.g. `-1`) means the full split.
     pub fn new(shots: Option<i64>, seed: u64, subsample: Subsample) -> Self {
         let shots = shots.filter(|&k| k >= 1).map(|k| k as usize);
-        SplitConfig { shots, seed, subsample }
+        SplitConfig {
+            shots,
+            seed,
+            subsample,
+        }
     }
 }
 
@@ -78,7 +82,12 @@ impl Dataset {
             });
         }
         let full = readers::read(name, &dir)?;
-        Ok(Dataset { name, root: root.to_path_buf(), dir, full })
+        Ok(Dataset {
+            name,
+            root: root.to_path_buf(),
+            dir,
+            full,
+        })
     }
 
     /// Which dataset.
@@ -186,7 +195,10 @@ impl Dataset {
         Ok(Splits {
             dataset: self.name,
             config: *config,
-            classnames: selected.iter().map(|&y| self.full.classnames[y].clone()).collect(),
+            classnames: selected
+                .iter()
+                .map(|&y| self.full.classnames[y].clone())
+                .collect(),
             train: relabel(&train, &selected),
             val,
             test: relabel(&self.full.test, &selected),

@@ -18,6 +18,9 @@ pub struct Datum {
 impl Datum {
     /// A datum from a relative path and a label.
     pub fn new(path: impl Into<String>, label: usize) -> Self {
-        Datum { path: path.into(), label }
+        Datum {
+            path: path.into(),
+            label,
+        }
     }
 }

@@ -19,7 +19,10 @@ pub struct SourceDigest {
 impl SourceDigest {
     /// The digest of a file's bytes.
     pub fn of_bytes(name: impl Into<String>, bytes: &[u8]) -> Self {
-        SourceDigest { name: name.into(), sha256: hex(&Sha256::digest(bytes)) }
+        SourceDigest {
+            name: name.into(),
+            sha256: hex(&Sha256::digest(bytes)),
+        }
     }
 
     /// The digest of a listing: one `"<label>\t<path>\n"` line per item, in order.
@@ -31,7 +34,10 @@ impl SourceDigest {
             h.update(d.path.as_bytes());
             h.update(b"\n");
         }
-        SourceDigest { name: name.into(), sha256: hex(&h.finalize()) }
+        SourceDigest {
+            name: name.into(),
+            sha256: hex(&h.finalize()),
+        }
     }
 }
 
@@ -47,6 +53,9 @@ mod tests {
     fn file_digest_is_standard_sha256() {
         // printf abc | sha256sum
         let d = SourceDigest::of_bytes("x", b"abc");
-        assert_eq!(d.sha256, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -68,7 +68,11 @@ impl SavedDraw {
 
     /// Writes the draw as pretty JSON, creating parent folders.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let io = |source| DatasetError::Io { dataset: self.dataset.clone(), path: path.to_path_buf(), source };
+        let io = |source| DatasetError::Io {
+            dataset: self.dataset.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
@@ -78,9 +82,16 @@ impl SavedDraw {
 
     /// Reads a saved draw.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).map_err(|source| DatasetError::Io { dataset: "draw".into(), path: path.to_path_buf(), source })?;
-        serde_json::from_slice(&bytes).map_err(|source| DatasetError::Json { dataset: "draw".into(), path: path.to_path_buf(), source })
+        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+            dataset: "draw".into(),
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| DatasetError::Json {
+            dataset: "draw".into(),
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -95,7 +106,12 @@ impl Dataset {
     pub fn load_draw(&self, path: &Path, config: &SplitConfig) -> Result<Splits> {
         let draw = SavedDraw::load(path)?;
         let mismatch = |field: &str, recorded: String, requested: String| {
-            Err(DatasetError::DrawMismatch { path: path.to_path_buf(), field: field.into(), recorded, requested })
+            Err(DatasetError::DrawMismatch {
+                path: path.to_path_buf(),
+                field: field.into(),
+                recorded,
+                requested,
+            })
         };
         if draw.format != DRAW_FORMAT {
             return mismatch("format", draw.format.to_string(), DRAW_FORMAT.to_string());
@@ -104,7 +120,11 @@ impl Dataset {
             return mismatch("dataset", draw.dataset, self.name().to_string());
         }
         if draw.shots != config.shots {
-            return mismatch("shots", format!("{:?}", draw.shots), format!("{:?}", config.shots));
+            return mismatch(
+                "shots",
+                format!("{:?}", draw.shots),
+                format!("{:?}", config.shots),
+            );
         }
         if draw.seed != config.seed {
             return mismatch("seed", draw.seed.to_string(), config.seed.to_string());
@@ -155,12 +175,18 @@ impl Dataset {
         let val = back(&draw.val, "val")?;
         for (split, items) in [("train", &train), ("val", &val)] {
             let paths: Vec<&str> = items.iter().map(|d| d.path.as_str()).collect();
-            check_files_exist(&draw.dataset, path, self.dir(), &paths, |i| format!("{split}[{i}]"))?;
+            check_files_exist(&draw.dataset, path, self.dir(), &paths, |i| {
+                format!("{split}[{i}]")
+            })?;
         }
         let own_val = self.name().has_val().then_some(val);
         let splits = self.finish(config, train, own_val, Some(&draw.original_labels))?;
         if splits.test.len() != draw.test_len {
-            return mismatch("test_len", draw.test_len.to_string(), splits.test.len().to_string());
+            return mismatch(
+                "test_len",
+                draw.test_len.to_string(),
+                splits.test.len().to_string(),
+            );
         }
         Ok(splits)
     }

@@ -97,7 +97,7 @@ pub enum DatasetError {
         /// The unknown class (wnid, folder or variant name).
         class: String,
         /// The table it was looked up in.
-        table: PathBuf,
+        table: Box<std::path::Path>,
     },
     /// A val/test label that is not a class of the train split.
     #[error("{dataset}: {file}, {entry}: label {label} is out of range (the train split defines {num_classes} classes)")]
@@ -128,7 +128,9 @@ pub enum DatasetError {
         classname: String,
     },
     /// One label carrying two different class names in the train split.
-    #[error("{dataset}: {file}, {entry}: label {label} is named {found:?} here but {first:?} earlier")]
+    #[error(
+        "{dataset}: {file}, {entry}: label {label} is named {found:?} here but {first:?} earlier"
+    )]
     InconsistentClassname {
         /// Dataset name.
         dataset: String,
@@ -139,9 +141,9 @@ pub enum DatasetError {
         /// The label.
         label: usize,
         /// The name seen first.
-        first: String,
+        first: Box<str>,
         /// The conflicting name.
-        found: String,
+        found: Box<str>,
     },
     /// A split that is empty where it must not be.
     #[error("{dataset}: {file}: the {split} split is empty")]

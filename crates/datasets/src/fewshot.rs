@@ -39,7 +39,10 @@ pub fn generate_fewshot(items: &[Datum], k: usize, rng: &mut PyRandom) -> Vec<Da
         return items.to_vec();
     }
     let labels: Vec<usize> = items.iter().map(|d| d.label).collect();
-    fewshot_indices(&labels, k, rng).into_iter().map(|i| items[i].clone()).collect()
+    fewshot_indices(&labels, k, rng)
+        .into_iter()
+        .map(|i| items[i].clone())
+        .collect()
 }
 
 #[cfg(test)]

@@ -43,7 +43,23 @@ impl ItemRng {
             x = x.wrapping_add(GOLDEN);
             mix64(x)
         };
-        ItemRng { s: [next(), next(), next(), next()] }
+        ItemRng {
+            s: [next(), next(), next(), next()],
+        }
+    }
+
+    /// The next 64 random bits (also available through [`rand::RngCore`]).
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
     }
 
     /// Uniform in `[0, n)` by rejection (no modulo bias).
@@ -76,16 +92,7 @@ impl RngCore for ItemRng {
     }
 
     fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
+        ItemRng::next_u64(self)
     }
 
     fn fill_bytes(&mut self, dst: &mut [u8]) {

@@ -30,6 +30,7 @@ pub mod item_rng;
 mod listing;
 pub mod loader;
 pub mod name;
+pub mod procedural;
 pub mod pyrandom;
 mod readers;
 pub mod subsample;

@@ -22,22 +22,31 @@ pub(crate) struct Entry {
 
 /// Lists `dir` sorted by name, skipping names that start with `.`.
 pub(crate) fn list_sorted(dataset: &str, dir: &Path) -> Result<Vec<Entry>> {
-    let io = |source| DatasetError::Io { dataset: dataset.to_string(), path: dir.to_path_buf(), source };
+    let io = |source| DatasetError::Io {
+        dataset: dataset.to_string(),
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
-        let name = entry.file_name().into_string().map_err(|raw| DatasetError::BadEntry {
-            dataset: dataset.to_string(),
-            file: dir.to_path_buf(),
-            entry: format!("{raw:?}"),
-            reason: "file name is not valid UTF-8".into(),
-        })?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|raw| DatasetError::BadEntry {
+                dataset: dataset.to_string(),
+                file: dir.to_path_buf(),
+                entry: format!("{raw:?}"),
+                reason: "file name is not valid UTF-8".into(),
+            })?;
         if name.starts_with('.') {
             continue;
         }
         let ft = entry.file_type().map_err(io)?;
         let is_dir = if ft.is_symlink() {
-            fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false)
+            fs::metadata(entry.path())
+                .map(|m| m.is_dir())
+                .unwrap_or(false)
         } else {
             ft.is_dir()
         };
@@ -72,7 +81,11 @@ pub(crate) fn require_dir(dataset: &str, dir: &Path, what: &str) -> Result<()> {
     if dir.is_dir() {
         Ok(())
     } else {
-        Err(DatasetError::MissingFolder { dataset: dataset.to_string(), path: dir.to_path_buf(), what: what.into() })
+        Err(DatasetError::MissingFolder {
+            dataset: dataset.to_string(),
+            path: dir.to_path_buf(),
+            what: what.into(),
+        })
     }
 }
 
@@ -81,7 +94,11 @@ pub(crate) fn require_file(dataset: &str, file: &Path, what: &str) -> Result<()>
     if file.is_file() {
         Ok(())
     } else {
-        Err(DatasetError::MissingFile { dataset: dataset.to_string(), path: file.to_path_buf(), what: what.into() })
+        Err(DatasetError::MissingFile {
+            dataset: dataset.to_string(),
+            path: file.to_path_buf(),
+            what: what.into(),
+        })
     }
 }
 
@@ -116,12 +133,21 @@ pub(crate) fn check_files_exist(
 
 /// Joins path components with `/`, skipping empty ones.
 pub(crate) fn join_rel(parts: &[&str]) -> String {
-    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/")
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Reads a text file as a string, naming the dataset on failure.
 pub(crate) fn read_text(dataset: &str, path: &Path) -> Result<String> {
-    fs::read_to_string(path).map_err(|source| DatasetError::Io { dataset: dataset.to_string(), path: path.to_path_buf(), source })
+    fs::read_to_string(path).map_err(|source| DatasetError::Io {
+        dataset: dataset.to_string(),
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// `PathBuf` of `dir/name`.

@@ -39,12 +39,26 @@ pub struct LoaderConfig {
 impl LoaderConfig {
     /// Training as in the reference: shuffled, last incomplete batch dropped.
     pub fn train(batch_size: usize, seed: u64) -> Self {
-        LoaderConfig { batch_size, shuffle: true, drop_last: true, seed, num_threads: 0, prefetch: 4 }
+        LoaderConfig {
+            batch_size,
+            shuffle: true,
+            drop_last: true,
+            seed,
+            num_threads: 0,
+            prefetch: 4,
+        }
     }
 
     /// Evaluation: list order, every item.
     pub fn test(batch_size: usize) -> Self {
-        LoaderConfig { batch_size, shuffle: false, drop_last: false, seed: 0, num_threads: 0, prefetch: 2 }
+        LoaderConfig {
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            num_threads: 0,
+            prefetch: 2,
+        }
     }
 }
 
@@ -129,7 +143,10 @@ impl Loader {
             .num_threads(threads)
             .thread_name(|i| format!("datasets-decode-{i}"))
             .build()
-            .map_err(|e| DatasetError::Unsupported { dataset: dataset.into(), reason: format!("cannot start decoding threads: {e}") })?;
+            .map_err(|e| DatasetError::Unsupported {
+                dataset: dataset.into(),
+                reason: format!("cannot start decoding threads: {e}"),
+            })?;
         Ok(Loader {
             shared: Arc::new(Shared {
                 dataset: dataset.into(),
@@ -173,7 +190,11 @@ impl Loader {
         let shared = Arc::clone(&self.shared);
         let order = self.epoch_order(epoch);
         let b = shared.config.batch_size;
-        let batches: Vec<Vec<usize>> = order.chunks(b).take(self.num_batches()).map(<[usize]>::to_vec).collect();
+        let batches: Vec<Vec<usize>> = order
+            .chunks(b)
+            .take(self.num_batches())
+            .map(<[usize]>::to_vec)
+            .collect();
         // Enough items per parallel step to keep every thread busy.
         let group = (shared.pool.current_num_threads() * 4).div_ceil(b).max(1);
         let (tx, rx) = sync_channel(shared.config.prefetch.max(group).max(1));
@@ -182,11 +203,13 @@ impl Loader {
             .spawn(move || {
                 for chunk in batches.chunks(group) {
                     let flat: Vec<usize> = chunk.iter().flatten().copied().collect();
-                    let decoded: Vec<Result<Vec<f32>>> =
-                        shared.pool.install(|| flat.par_iter().map(|&i| shared.load(epoch, i)).collect());
+                    let decoded: Vec<Result<Vec<f32>>> = shared
+                        .pool
+                        .install(|| flat.par_iter().map(|&i| shared.load(epoch, i)).collect());
                     let mut decoded = decoded.into_iter();
                     for idx in chunk {
-                        let mut images = Vec::with_capacity(idx.len() * 3 * shared.transform.size().pow(2));
+                        let mut images =
+                            Vec::with_capacity(idx.len() * 3 * shared.transform.size().pow(2));
                         let mut failed = None;
                         for r in decoded.by_ref().take(idx.len()) {
                             match r {
@@ -214,7 +237,10 @@ impl Loader {
                 }
             })
             .expect("spawning the loader thread");
-        EpochIter { rx: Some(rx), handle: Some(handle) }
+        EpochIter {
+            rx: Some(rx),
+            handle: Some(handle),
+        }
     }
 }
 
@@ -223,12 +249,14 @@ impl Shared {
         let d = &self.items[i];
         let path = self.dir.join(&d.path);
         let seed = item_seed(self.config.seed, epoch as u64, i as u64);
-        self.transform.load(&path, seed).map_err(|e| DatasetError::Decode {
-            dataset: self.dataset.clone(),
-            path,
-            entry: format!("{}[{i}]", self.split),
-            reason: e.to_string(),
-        })
+        self.transform
+            .load(&path, seed)
+            .map_err(|e| DatasetError::Decode {
+                dataset: self.dataset.clone(),
+                path,
+                entry: format!("{}[{i}]", self.split),
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -206,7 +206,10 @@ impl DatasetName {
     pub fn is_test_only(self) -> bool {
         matches!(
             self,
-            DatasetName::ImageNetV2 | DatasetName::ImageNetSketch | DatasetName::ImageNetA | DatasetName::ImageNetR
+            DatasetName::ImageNetV2
+                | DatasetName::ImageNetSketch
+                | DatasetName::ImageNetA
+                | DatasetName::ImageNetR
         )
     }
 
@@ -249,7 +252,11 @@ impl DatasetName {
 
     /// The accepted command-line names, comma separated (for help texts).
     pub fn list() -> String {
-        Self::ALL.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -270,7 +277,10 @@ impl FromStr for DatasetName {
             .iter()
             .copied()
             .find(|d| d.as_str() == wanted || d.reference_name().to_ascii_lowercase() == wanted)
-            .ok_or_else(|| DatasetError::UnknownDataset { name: s.to_string(), expected: Self::list() })
+            .ok_or_else(|| DatasetError::UnknownDataset {
+                name: s.to_string(),
+                expected: Self::list(),
+            })
     }
 }
 
@@ -289,13 +299,19 @@ mod tests {
     #[test]
     fn unknown_names_list_the_accepted_ones() {
         let err = "cifar10".parse::<DatasetName>().unwrap_err().to_string();
-        assert!(err.contains("cifar10") && err.contains("imagenet_r"), "{err}");
+        assert!(
+            err.contains("cifar10") && err.contains("imagenet_r"),
+            "{err}"
+        );
     }
 
     #[test]
     fn templates_follow_zsclip() {
         assert_eq!(DatasetName::Dtd.prompt("banded"), "banded texture.");
-        assert_eq!(DatasetName::ImageNetA.prompt("goldfish"), "a photo of a goldfish.");
+        assert_eq!(
+            DatasetName::ImageNetA.prompt("goldfish"),
+            "a photo of a goldfish."
+        );
         assert!(!DatasetName::ImageNet.has_val() && DatasetName::Caltech101.has_val());
     }
 }

@@ -25,7 +25,9 @@ pub struct PyRandom {
 
 impl std::fmt::Debug for PyRandom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PyRandom").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("PyRandom")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,7 +56,10 @@ impl PyRandom {
     /// Seeds from the little-endian 32-bit chunks of `abs(seed)` (CPython's
     /// `random_seed`): an empty key means seed 0, which CPython encodes as `[0]`.
     pub fn from_key(key: &[u32]) -> Self {
-        let mut r = PyRandom { state: [0; N], index: N + 1 };
+        let mut r = PyRandom {
+            state: [0; N],
+            index: N + 1,
+        };
         if key.is_empty() {
             r.init_by_array(&[0]);
         } else {
@@ -67,7 +72,9 @@ impl PyRandom {
         self.state[0] = s;
         for i in 1..N {
             let prev = self.state[i - 1];
-            self.state[i] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(i as u32);
+            self.state[i] = 1_812_433_253u32
+                .wrapping_mul(prev ^ (prev >> 30))
+                .wrapping_add(i as u32);
         }
         self.index = N;
     }
@@ -93,7 +100,8 @@ impl PyRandom {
         }
         for _ in 0..N - 1 {
             let prev = mt[i - 1];
-            mt[i] = (mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
+            mt[i] =
+                (mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
             i += 1;
             if i >= N {
                 mt[0] = mt[N - 1];
@@ -161,10 +169,17 @@ impl PyRandom {
     /// # Panics
     /// If `k > 128`; use [`PyRandom::getrandbits_words`] for wider draws.
     pub fn getrandbits(&mut self, k: u32) -> u128 {
-        assert!(k <= 128, "getrandbits({k}) does not fit in u128; use getrandbits_words");
+        assert!(
+            k <= 128,
+            "getrandbits({k}) does not fit in u128; use getrandbits_words"
+        );
         if k <= 32 {
             // CPython's fast path, identical to the word loop for one word.
-            return if k == 0 { 0 } else { (self.next_u32() >> (32 - k)) as u128 };
+            return if k == 0 {
+                0
+            } else {
+                (self.next_u32() >> (32 - k)) as u128
+            };
         }
         self.getrandbits_words(k as usize)
             .iter()

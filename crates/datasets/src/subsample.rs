@@ -80,7 +80,13 @@ pub fn relabel(items: &[Datum], selected: &[usize]) -> Vec<Datum> {
     }
     items
         .iter()
-        .filter_map(|d| new_label.get(d.label).copied().flatten().map(|y| Datum::new(d.path.clone(), y)))
+        .filter_map(|d| {
+            new_label
+                .get(d.label)
+                .copied()
+                .flatten()
+                .map(|y| Datum::new(d.path.clone(), y))
+        })
         .collect()
 }
 
@@ -89,7 +95,11 @@ mod tests {
     use super::*;
 
     fn data(labels: &[usize]) -> Vec<Datum> {
-        labels.iter().enumerate().map(|(i, &y)| Datum::new(format!("{i}.jpg"), y)).collect()
+        labels
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| Datum::new(format!("{i}.jpg"), y))
+            .collect()
     }
 
     #[test]
@@ -103,6 +113,13 @@ mod tests {
     fn relabelling_keeps_item_order_and_maps_to_positions() {
         let items = data(&[4, 0, 3, 1, 3]);
         let out = relabel(&items, &[3, 4]);
-        assert_eq!(out, vec![Datum::new("0.jpg", 1), Datum::new("2.jpg", 0), Datum::new("4.jpg", 0)]);
+        assert_eq!(
+            out,
+            vec![
+                Datum::new("0.jpg", 1),
+                Datum::new("2.jpg", 0),
+                Datum::new("4.jpg", 0)
+            ]
+        );
     }
 }

@@ -15,7 +15,12 @@ impl Splits {
     /// split a list of `[path relative to the dataset folder, label, classname]`.
     pub fn to_json(&self) -> Value {
         let list = |items: &[Datum]| -> Value {
-            Value::Array(items.iter().map(|d| json!([d.path, d.label, self.classnames[d.label]])).collect())
+            Value::Array(
+                items
+                    .iter()
+                    .map(|d| json!([d.path, d.label, self.classnames[d.label]]))
+                    .collect(),
+            )
         };
         json!({
             "dataset": self.dataset.as_str(),
@@ -33,7 +38,15 @@ impl Splits {
 /// What `maple data --dataset NAME --root DIR [--shots K] [--seed S] [--subsample all|base|new]`
 /// prints: the dataset opened (and checked), sampled and subsampled, as [`Splits::to_json`].
 /// `shots` of `None` or below 1 (the reference's `-1`) keeps the full splits.
-pub fn data_json(name: DatasetName, root: &Path, shots: Option<i64>, seed: u64, subsample: Subsample) -> Result<Value> {
+pub fn data_json(
+    name: DatasetName,
+    root: &Path,
+    shots: Option<i64>,
+    seed: u64,
+    subsample: Subsample,
+) -> Result<Value> {
     let dataset = Dataset::open(name, root)?;
-    Ok(dataset.splits(&SplitConfig::new(shots, seed, subsample))?.to_json())
+    Ok(dataset
+        .splits(&SplitConfig::new(shots, seed, subsample))?
+        .to_json())
 }

@@ -7,8 +7,23 @@ use datasets::{Dataset, DatasetError, DatasetName, SavedDraw, SplitConfig, Subsa
 
 fn tree() -> Root {
     let root = Root::new();
-    let e: Vec<Entry> = (0..24).map(|i| (format!("c{}/{i}.png", i % 4), i % 4, format!("class {}", i % 4))).collect();
-    write_json_split(&root.join("food-101"), "split_zhou_Food101.json", "images", &e[..16], &e[16..20], &e[20..]);
+    let e: Vec<Entry> = (0..24)
+        .map(|i| {
+            (
+                format!("c{}/{i}.png", i % 4),
+                i % 4,
+                format!("class {}", i % 4),
+            )
+        })
+        .collect();
+    write_json_split(
+        &root.join("food-101"),
+        "split_zhou_Food101.json",
+        "images",
+        &e[..16],
+        &e[16..20],
+        &e[20..],
+    );
     root
 }
 
@@ -53,7 +68,8 @@ fn a_draw_made_with_other_settings_is_refused() {
     let root = tree();
     let ds = Dataset::open(DatasetName::Food101, root.path()).unwrap();
     let path = root.join("draw.json");
-    ds.splits_saved_at(&path, &SplitConfig::new(Some(2), 1, Subsample::Base)).unwrap();
+    ds.splits_saved_at(&path, &SplitConfig::new(Some(2), 1, Subsample::Base))
+        .unwrap();
     for cfg in [
         SplitConfig::new(Some(4), 1, Subsample::Base),
         SplitConfig::new(Some(2), 2, Subsample::Base),

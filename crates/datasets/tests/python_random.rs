@@ -6,8 +6,11 @@ use datasets::PyRandom;
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/random_vectors.json"))
-        .expect("tests/data/random_vectors.json (regenerate with gen_random_vectors.py)");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/random_vectors.json"
+    ))
+    .expect("tests/data/random_vectors.json (regenerate with gen_random_vectors.py)");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -20,7 +23,11 @@ fn seeded(seed: &Value) -> PyRandom {
 }
 
 fn usizes(v: &Value) -> Vec<usize> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
 }
 
 #[test]
@@ -29,7 +36,12 @@ fn mt19937_words_match_cpython_for_every_seed() {
     for case in v["seeds"].as_array().unwrap() {
         let mut r = seeded(&case["seed"]);
         for w in case["words"].as_array().unwrap() {
-            assert_eq!(r.next_u32() as u64, w.as_u64().unwrap(), "seed {}", case["seed"]);
+            assert_eq!(
+                r.next_u32() as u64,
+                w.as_u64().unwrap(),
+                "seed {}",
+                case["seed"]
+            );
         }
     }
 }
@@ -78,11 +90,23 @@ fn sample_matches_cpython_in_both_algorithms_and_consumes_the_same_state() {
     let cases = v["sample"].as_array().unwrap();
     assert!(cases.len() > 400);
     for case in cases {
-        let (n, k) = (case["n"].as_u64().unwrap() as usize, case["k"].as_u64().unwrap() as usize);
+        let (n, k) = (
+            case["n"].as_u64().unwrap() as usize,
+            case["k"].as_u64().unwrap() as usize,
+        );
         let mut r = seeded(&case["seed"]);
         let population: Vec<usize> = (0..n).collect();
-        assert_eq!(r.sample(&population, k), usizes(&case["sample"]), "seed {} n {n} k {k}", case["seed"]);
-        assert_eq!(r.next_u32() as u64, case["next_word"].as_u64().unwrap(), "state after n {n} k {k}");
+        assert_eq!(
+            r.sample(&population, k),
+            usizes(&case["sample"]),
+            "seed {} n {n} k {k}",
+            case["seed"]
+        );
+        assert_eq!(
+            r.next_u32() as u64,
+            case["next_word"].as_u64().unwrap(),
+            "state after n {n} k {k}"
+        );
     }
 }
 
@@ -108,8 +132,16 @@ fn fewshot_train_then_val_draws_match_dassl() {
         for d in case["draws"].as_array().unwrap() {
             let k = d["k"].as_u64().unwrap() as usize;
             let mut r = PyRandom::new(d["seed"].as_u64().unwrap());
-            assert_eq!(fewshot_indices(&train, k, &mut r), usizes(&d["train"]), "train k {k}");
-            assert_eq!(fewshot_indices(&val, k.min(4), &mut r), usizes(&d["val"]), "val k {k}");
+            assert_eq!(
+                fewshot_indices(&train, k, &mut r),
+                usizes(&d["train"]),
+                "train k {k}"
+            );
+            assert_eq!(
+                fewshot_indices(&val, k.min(4), &mut r),
+                usizes(&d["val"]),
+                "val k {k}"
+            );
             checked += 1;
         }
     }

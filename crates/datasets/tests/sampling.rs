@@ -8,26 +8,46 @@ use datasets::{Dataset, DatasetName, Datum, SplitConfig, Subsample};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/random_vectors.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/random_vectors.json"
+    ))
+    .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
 fn labels(v: &Value) -> Vec<usize> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
 }
 
 fn split_entries(split: &str, labels: &[usize]) -> Vec<Entry> {
-    labels.iter().enumerate().map(|(i, &y)| (format!("c{y}/{split}_{i:03}.png"), y, format!("class {y}"))).collect()
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| (format!("c{y}/{split}_{i:03}.png"), y, format!("class {y}")))
+        .collect()
 }
 
 #[test]
 fn splits_match_the_reference_pipeline_for_every_seed_shots_and_subsample() {
     let v = vectors();
     let p = &v["pipeline"];
-    let (train, val, test) = (labels(&p["train_labels"]), labels(&p["val_labels"]), labels(&p["test_labels"]));
+    let (train, val, test) = (
+        labels(&p["train_labels"]),
+        labels(&p["val_labels"]),
+        labels(&p["test_labels"]),
+    );
     let root = Root::new();
     let dir = root.join("eurosat");
-    let (tr, va, te) = (split_entries("train", &train), split_entries("val", &val), split_entries("test", &test));
+    let (tr, va, te) = (
+        split_entries("train", &train),
+        split_entries("val", &val),
+        split_entries("test", &test),
+    );
     write_json_split(&dir, "split_zhou_EuroSAT.json", "2750", &tr, &va, &te);
     let ds = Dataset::open(DatasetName::EuroSat, root.path()).unwrap();
 
@@ -37,7 +57,10 @@ fn splits_match_the_reference_pipeline_for_every_seed_shots_and_subsample() {
             .iter()
             .map(|pair| {
                 let i = pair[0].as_u64().unwrap() as usize;
-                Datum::new(format!("2750/{}", src[i].0), pair[1].as_u64().unwrap() as usize)
+                Datum::new(
+                    format!("2750/{}", src[i].0),
+                    pair[1].as_u64().unwrap() as usize,
+                )
             })
             .collect()
     };
@@ -65,10 +88,21 @@ fn base_and_new_partition_the_classes_with_base_taking_the_odd_one() {
     let root = Root::new();
     let labels: Vec<usize> = (0..5).flat_map(|y| [y, y]).collect();
     let tr = split_entries("train", &labels);
-    write_json_split(&root.join("dtd"), "split_zhou_DescribableTextures.json", "images", &tr, &tr[..5], &tr);
+    write_json_split(
+        &root.join("dtd"),
+        "split_zhou_DescribableTextures.json",
+        "images",
+        &tr,
+        &tr[..5],
+        &tr,
+    );
     let ds = Dataset::open(DatasetName::Dtd, root.path()).unwrap();
-    let base = ds.splits(&SplitConfig::new(Some(1), 1, Subsample::Base)).unwrap();
-    let new = ds.splits(&SplitConfig::new(Some(1), 1, Subsample::New)).unwrap();
+    let base = ds
+        .splits(&SplitConfig::new(Some(1), 1, Subsample::Base))
+        .unwrap();
+    let new = ds
+        .splits(&SplitConfig::new(Some(1), 1, Subsample::New))
+        .unwrap();
     assert_eq!(base.original_labels, [0, 1, 2]);
     assert_eq!(new.original_labels, [3, 4]);
     assert_eq!(base.test.len() + new.test.len(), 10);
@@ -81,9 +115,18 @@ fn full_splits_are_kept_when_shots_is_minus_one() {
     let root = Root::new();
     let labels: Vec<usize> = (0..3).flat_map(|y| [y, y, y]).collect();
     let tr = split_entries("train", &labels);
-    write_json_split(&root.join("dtd"), "split_zhou_DescribableTextures.json", "images", &tr, &tr, &tr);
+    write_json_split(
+        &root.join("dtd"),
+        "split_zhou_DescribableTextures.json",
+        "images",
+        &tr,
+        &tr,
+        &tr,
+    );
     let ds = Dataset::open(DatasetName::Dtd, root.path()).unwrap();
-    let s = ds.splits(&SplitConfig::new(Some(-1), 1, Subsample::All)).unwrap();
+    let s = ds
+        .splits(&SplitConfig::new(Some(-1), 1, Subsample::All))
+        .unwrap();
     assert_eq!(s.train, ds.train());
     assert_eq!(s.val, ds.val().unwrap());
 }

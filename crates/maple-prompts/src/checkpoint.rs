@@ -46,10 +46,14 @@ pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Na
             let data = param.val().into_data().convert::<f32>();
             let shape = data.shape.to_vec();
             let data = data.to_vec::<f32>().expect("f32 data");
-            self.out.insert(self.path.join("."), NamedTensor { shape, data });
+            self.out
+                .insert(self.path.join("."), NamedTensor { shape, data });
         }
     }
-    let mut v = V { path: Vec::new(), out: BTreeMap::new() };
+    let mut v = V {
+        path: Vec::new(),
+        out: BTreeMap::new(),
+    };
     module.visit(&mut v);
     v.out
 }
@@ -57,7 +61,11 @@ pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Na
 /// Replaces every float parameter of `module` by the tensor of the same path in `values`
 /// (shapes checked). Missing paths are errors naming `source`; extra entries are errors too.
 /// Parameters keep their ids and their `require_grad` flag.
-pub fn load_named<B: Backend, M: Module<B>>(module: M, values: &BTreeMap<String, NamedTensor>, source: &Path) -> Result<M> {
+pub fn load_named<B: Backend, M: Module<B>>(
+    module: M,
+    values: &BTreeMap<String, NamedTensor>,
+    source: &Path,
+) -> Result<M> {
     struct L<'a> {
         path: Vec<String>,
         values: &'a BTreeMap<String, NamedTensor>,
@@ -79,13 +87,19 @@ pub fn load_named<B: Backend, M: Module<B>>(module: M, values: &BTreeMap<String,
                 Some(t) if t.shape == shape => {
                     self.used.push(name);
                     let grad = tensor.is_require_grad();
-                    let new = Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), &tensor.device());
+                    let new = Tensor::from_data(
+                        TensorData::new(t.data.clone(), t.shape.clone()),
+                        &tensor.device(),
+                    );
                     let new = if grad { new.require_grad() } else { new };
                     Param::from_mapped_value(id, new, mapper)
                 }
                 found => {
                     self.error.get_or_insert_with(|| match found {
-                        Some(t) => format!("tensor `{name}` has shape {:?}, the learner expects {shape:?}", t.shape),
+                        Some(t) => format!(
+                            "tensor `{name}` has shape {:?}, the learner expects {shape:?}",
+                            t.shape
+                        ),
                         None => format!("missing tensor `{name}` (shape {shape:?})"),
                     });
                     Param::from_mapped_value(id, tensor, mapper)
@@ -93,10 +107,18 @@ pub fn load_named<B: Backend, M: Module<B>>(module: M, values: &BTreeMap<String,
             }
         }
     }
-    let mut l = L { path: Vec::new(), values, used: Vec::new(), error: None };
+    let mut l = L {
+        path: Vec::new(),
+        values,
+        used: Vec::new(),
+        error: None,
+    };
     let module = module.map(&mut l);
     if let Some(message) = l.error {
-        return Err(MapleError::Checkpoint { path: source.to_path_buf(), message });
+        return Err(MapleError::Checkpoint {
+            path: source.to_path_buf(),
+            message,
+        });
     }
     let extra: Vec<&String> = values.keys().filter(|k| !l.used.contains(k)).collect();
     if !extra.is_empty() {
@@ -124,15 +146,24 @@ pub struct CheckpointState {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MapleError + '_ {
-    move |source| MapleError::Io { path: path.to_path_buf(), source }
+    move |source| MapleError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp: PathBuf = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(bytes).map_err(io(&tmp))?;
@@ -142,23 +173,49 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Saves a learner checkpoint atomically.
-pub fn save_checkpoint<B: Backend, M: Module<B>>(path: &Path, learner: &M, state: &CheckpointState) -> Result<()> {
+pub fn save_checkpoint<B: Backend, M: Module<B>>(
+    path: &Path,
+    learner: &M,
+    state: &CheckpointState,
+) -> Result<()> {
     let params = named_params::<B, M>(learner);
-    let mut tensors: Vec<(String, NamedTensor)> = params.into_iter().map(|(k, v)| (format!("param.{k}"), v)).collect();
-    tensors.extend(state.momentum.iter().map(|(k, v)| (format!("momentum.{k}"), v.clone())));
+    let mut tensors: Vec<(String, NamedTensor)> = params
+        .into_iter()
+        .map(|(k, v)| (format!("param.{k}"), v))
+        .collect();
+    tensors.extend(
+        state
+            .momentum
+            .iter()
+            .map(|(k, v)| (format!("momentum.{k}"), v.clone())),
+    );
     let bytes_of: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
-        .map(|(k, t)| (k, t.shape, t.data.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(k, t)| {
+            (
+                k,
+                t.shape,
+                t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views: Vec<(String, TensorView<'_>)> = bytes_of
         .iter()
-        .map(|(k, s, b)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("consistent tensor view")))
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("consistent tensor view"),
+            )
+        })
         .collect();
     let mut meta = std::collections::HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("epoch".to_string(), state.epoch.to_string());
     meta.insert("config".to_string(), state.config.to_string());
-    meta.insert("class_names".to_string(), serde_json::to_string(&state.class_names).expect("json"));
+    meta.insert(
+        "class_names".to_string(),
+        serde_json::to_string(&state.class_names).expect("json"),
+    );
     meta.insert("extra".to_string(), state.extra.to_string());
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| MapleError::Checkpoint {
         path: path.to_path_buf(),
@@ -168,24 +225,41 @@ pub fn save_checkpoint<B: Backend, M: Module<B>>(path: &Path, learner: &M, state
 }
 
 /// Reads a learner checkpoint: loads the parameters into `learner` and returns the state.
-pub fn load_checkpoint<B: Backend, M: Module<B>>(path: &Path, learner: M) -> Result<(M, CheckpointState)> {
-    let bad = |message: String| MapleError::Checkpoint { path: path.to_path_buf(), message };
+pub fn load_checkpoint<B: Backend, M: Module<B>>(
+    path: &Path,
+    learner: M,
+) -> Result<(M, CheckpointState)> {
+    let bad = |message: String| MapleError::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
     let bytes = std::fs::read(path).map_err(io(path))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors checkpoint: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors checkpoint: {e}")))?;
     let meta = header.metadata().clone().unwrap_or_default();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(bad(format!("not a maple-burn learner checkpoint (format {:?}, expected {FORMAT:?})", meta.get("format"))));
+        return Err(bad(format!(
+            "not a maple-burn learner checkpoint (format {:?}, expected {FORMAT:?})",
+            meta.get("format")
+        )));
     }
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupt tensors: {e}")))?;
     let mut params = BTreeMap::new();
     let mut momentum = BTreeMap::new();
     for (key, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor `{key}` has dtype {:?}, expected F32", view.dtype())));
+            return Err(bad(format!(
+                "tensor `{key}` has dtype {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let t = NamedTensor {
             shape: view.shape().to_vec(),
-            data: view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            data: view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
         };
         if let Some(k) = key.strip_prefix("param.") {
             params.insert(k.to_string(), t);
@@ -196,19 +270,109 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(path: &Path, learner: M) -> Res
         }
     }
     let json = |k: &str| -> Result<serde_json::Value> {
-        let s = meta.get(k).ok_or_else(|| bad(format!("metadata has no `{k}`")))?;
+        let s = meta
+            .get(k)
+            .ok_or_else(|| bad(format!("metadata has no `{k}`")))?;
         serde_json::from_str(s).map_err(|e| bad(format!("metadata `{k}` is not JSON: {e}")))
     };
-    let epoch = json("epoch")?.as_u64().ok_or_else(|| bad("metadata `epoch` is not a number".into()))? as usize;
-    let class_names = serde_json::from_value(json("class_names")?).map_err(|e| bad(format!("metadata `class_names`: {e}")))?;
+    let epoch = json("epoch")?
+        .as_u64()
+        .ok_or_else(|| bad("metadata `epoch` is not a number".into()))? as usize;
+    let class_names = serde_json::from_value(json("class_names")?)
+        .map_err(|e| bad(format!("metadata `class_names`: {e}")))?;
     let learner = load_named::<B, M>(learner, &params, path)?;
-    Ok((learner, CheckpointState { epoch, config: json("config")?, class_names, momentum, extra: json("extra")? }))
+    Ok((
+        learner,
+        CheckpointState {
+            epoch,
+            config: json("config")?,
+            class_names,
+            momentum,
+            extra: json("extra")?,
+        },
+    ))
+}
+
+/// Every float parameter's gradient by path (parameters without a gradient are absent).
+pub fn named_grads<AB: burn::tensor::backend::AutodiffBackend, M: Module<AB>>(
+    module: &M,
+    grads: &AB::Gradients,
+) -> BTreeMap<String, NamedTensor> {
+    struct V<'a, AB: burn::tensor::backend::AutodiffBackend> {
+        path: Vec<String>,
+        grads: &'a AB::Gradients,
+        out: BTreeMap<String, NamedTensor>,
+    }
+    impl<AB: burn::tensor::backend::AutodiffBackend> ModuleVisitor<AB> for V<'_, AB> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
+            if let Some(g) = param.val().grad(self.grads) {
+                let data = g.into_data().convert::<f32>();
+                let shape = data.shape.to_vec();
+                let data = data.to_vec::<f32>().expect("f32 data");
+                self.out
+                    .insert(self.path.join("."), NamedTensor { shape, data });
+            }
+        }
+    }
+    let mut v = V::<AB> {
+        path: Vec::new(),
+        grads,
+        out: BTreeMap::new(),
+    };
+    module.visit(&mut v);
+    v.out
+}
+
+/// Converts learner tensors from Burn layout to the reference's PyTorch layout: the
+/// `prompt_learner.` prefix is added and every 2-D `*.weight` (a `Linear`, stored
+/// `[in, out]` by Burn and `[out, in]` by PyTorch) is transposed.
+pub fn to_reference_layout(
+    params: &BTreeMap<String, NamedTensor>,
+) -> BTreeMap<String, NamedTensor> {
+    params
+        .iter()
+        .map(|(k, t)| (format!("prompt_learner.{k}"), relayout(k, t)))
+        .collect()
+}
+
+/// Inverse of [`to_reference_layout`] for names without the `prompt_learner.` prefix.
+pub fn from_reference_layout(
+    params: &BTreeMap<String, NamedTensor>,
+) -> BTreeMap<String, NamedTensor> {
+    params
+        .iter()
+        .map(|(k, t)| (k.clone(), relayout(k, t)))
+        .collect()
+}
+
+fn relayout(key: &str, t: &NamedTensor) -> NamedTensor {
+    if !(key.ends_with(".weight") && t.shape.len() == 2) {
+        return t.clone();
+    }
+    let (r, c) = (t.shape[0], t.shape[1]);
+    let mut data = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            data[j * r + i] = t.data[i * c + j];
+        }
+    }
+    NamedTensor {
+        shape: vec![c, r],
+        data,
+    }
 }
 
 /// A reference checkpoint's learner tensors and epoch.
 #[derive(Debug, Clone)]
 pub struct ReferenceCheckpoint {
-    /// `prompt_learner.*` tensors without the prefix (and without `token_prefix`/`token_suffix`).
+    /// `prompt_learner.*` tensors without the prefix (and without `token_prefix`/`token_suffix`),
+    /// in Burn layout (Linear weights transposed to `[in, out]`).
     pub params: BTreeMap<String, NamedTensor>,
     /// The `epoch` entry, when present.
     pub epoch: Option<i64>,
@@ -222,11 +386,19 @@ pub fn read_reference_checkpoint(path: &Path) -> Result<ReferenceCheckpoint> {
     let ckpt = read_torch_checkpoint(path)?;
     let mut params = BTreeMap::new();
     for (name, t) in &ckpt.state_dict {
-        let Some(rest) = name.strip_prefix("prompt_learner.") else { continue };
+        let Some(rest) = name.strip_prefix("prompt_learner.") else {
+            continue;
+        };
         if rest == "token_prefix" || rest == "token_suffix" {
             continue;
         }
-        params.insert(rest.to_string(), NamedTensor { shape: t.shape.clone(), data: t.data.clone() });
+        params.insert(
+            rest.to_string(),
+            NamedTensor {
+                shape: t.shape.clone(),
+                data: t.data.clone(),
+            },
+        );
     }
     if params.is_empty() {
         return Err(MapleError::Checkpoint {
@@ -234,11 +406,17 @@ pub fn read_reference_checkpoint(path: &Path) -> Result<ReferenceCheckpoint> {
             message: "no `prompt_learner.*` tensors in state_dict: not a MaPLe checkpoint".into(),
         });
     }
-    Ok(ReferenceCheckpoint { params, epoch: ckpt.epoch })
+    Ok(ReferenceCheckpoint {
+        params: from_reference_layout(&params),
+        epoch: ckpt.epoch,
+    })
 }
 
 /// Imports a reference checkpoint into a learner built for the same CLIP and config.
-pub fn import_reference<B: Backend, M: Module<B>>(path: &Path, learner: M) -> Result<(M, Option<i64>)> {
+pub fn import_reference<B: Backend, M: Module<B>>(
+    path: &Path,
+    learner: M,
+) -> Result<(M, Option<i64>)> {
     let r = read_reference_checkpoint(path)?;
     let learner = load_named::<B, M>(learner, &r.params, path)?;
     Ok((learner, r.epoch))

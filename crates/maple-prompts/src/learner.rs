@@ -26,11 +26,19 @@ pub struct ClassTokens<B: Backend> {
 impl<B: Backend> ClassTokens<B> {
     /// Tokenizes `"{prefix} {name}."` for each class (underscores in names become spaces,
     /// as in the reference) and embeds the tokens with CLIP's frozen token embedding.
-    pub fn new(clip: &Clip<B>, tokenizer: &Tokenizer, prefix: &str, class_names: &[String]) -> Result<Self> {
+    pub fn new(
+        clip: &Clip<B>,
+        tokenizer: &Tokenizer,
+        prefix: &str,
+        class_names: &[String],
+    ) -> Result<Self> {
         if class_names.is_empty() {
             return Err(MapleError::Invalid("no class names given".into()));
         }
-        let prompts: Vec<String> = class_names.iter().map(|n| format!("{prefix} {}.", n.replace('_', " "))).collect();
+        let prompts: Vec<String> = class_names
+            .iter()
+            .map(|n| format!("{prefix} {}.", n.replace('_', " ")))
+            .collect();
         let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let rows = tokenizer.tokenize_batch(&refs, clip.text.context_length(), false)?;
         let eot = clip_model::eot_positions(&rows);
@@ -39,7 +47,12 @@ impl<B: Backend> ClassTokens<B> {
         let embeddings = clip.text.embed_rows(&rows, &device);
         let [n, _, w] = embeddings.dims();
         let embeddings = embeddings.slice([0..n, 0..len, 0..w]);
-        Ok(Self { embeddings, eot, rows, class_names: class_names.to_vec() })
+        Ok(Self {
+            embeddings,
+            eot,
+            rows,
+            class_names: class_names.to_vec(),
+        })
     }
 
     /// Number of classes.
@@ -86,7 +99,13 @@ pub struct VisionPrompts<B: Backend> {
 impl<B: Backend> VisionPrompts<B> {
     /// No prompts: plain CLIP.
     pub fn none() -> Self {
-        Self { shallow: None, deep: DeepPrompts { anchor: PromptAnchor::End, layers: vec![] } }
+        Self {
+            shallow: None,
+            deep: DeepPrompts {
+                anchor: PromptAnchor::End,
+                layers: vec![],
+            },
+        }
     }
 }
 

@@ -77,9 +77,15 @@ impl<B: Backend> Maple<B> {
         let (ctx, prompt_prefix) = match &config.ctx_init {
             Some(init) if config.n_ctx <= 4 && !init.trim().is_empty() => {
                 let init = init.replace('_', " ");
-                let rows = tokenizer.tokenize_batch(&[init.as_str()], clip.text.context_length(), false)?;
+                let rows = tokenizer.tokenize_batch(
+                    &[init.as_str()],
+                    clip.text.context_length(),
+                    false,
+                )?;
                 let emb = clip.text.embed_rows(&rows, &device);
-                let ctx = emb.slice([0..1, 1..1 + config.n_ctx]).reshape([config.n_ctx, dt]);
+                let ctx = emb
+                    .slice([0..1, 1..1 + config.n_ctx])
+                    .reshape([config.n_ctx, dt]);
                 (ctx, init)
             }
             _ => (
@@ -89,7 +95,13 @@ impl<B: Backend> Maple<B> {
         };
         let proj = LinearConfig::new(dt, dv).init(&device);
         let compound_prompts_text = (1..config.depth)
-            .map(|_| Param::from_tensor(Tensor::random([config.n_ctx, dt], Distribution::Normal(0.0, 0.02), &device)))
+            .map(|_| {
+                Param::from_tensor(Tensor::random(
+                    [config.n_ctx, dt],
+                    Distribution::Normal(0.0, 0.02),
+                    &device,
+                ))
+            })
             .collect();
         let single = LinearConfig::new(dt, dv).init::<B>(&device);
         let compound_prompt_projections = (1..config.depth).map(|_| copy_linear(&single)).collect();
@@ -134,12 +146,18 @@ impl<B: Backend> Maple<B> {
     /// # Shapes
     /// - output: `[classes, len, text_width]`
     pub fn prompts(&self, classes: &ClassTokens<B>) -> Tensor<B, 3> {
-        DeepPrompts::splice(PromptAnchor::AfterFirst, classes.embeddings.clone(), self.ctx.val())
+        DeepPrompts::splice(
+            PromptAnchor::AfterFirst,
+            classes.embeddings.clone(),
+            self.ctx.val(),
+        )
     }
 }
 
 fn deep<B: Backend>(anchor: PromptAnchor, prompts: Vec<Tensor<B, 2>>) -> DeepPrompts<B> {
-    let layers = std::iter::once(None).chain(prompts.into_iter().map(Some)).collect();
+    let layers = std::iter::once(None)
+        .chain(prompts.into_iter().map(Some))
+        .collect();
     DeepPrompts { anchor, layers }
 }
 
@@ -152,11 +170,17 @@ impl<B: Backend> PromptLearner<B> for Maple<B> {
         TextPrompts {
             embeddings: self.prompts(classes),
             eot: classes.eot.clone(),
-            deep: deep(PromptAnchor::AfterFirst, self.compound_prompts_text.iter().map(|p| p.val()).collect()),
+            deep: deep(
+                PromptAnchor::AfterFirst,
+                self.compound_prompts_text.iter().map(|p| p.val()).collect(),
+            ),
         }
     }
 
     fn vision_prompts(&self) -> VisionPrompts<B> {
-        VisionPrompts { shallow: Some(self.shared_ctx()), deep: deep(PromptAnchor::End, self.deep_visual_prompts()) }
+        VisionPrompts {
+            shallow: Some(self.shared_ctx()),
+            deep: deep(PromptAnchor::End, self.deep_visual_prompts()),
+        }
     }
 }

@@ -26,7 +26,10 @@ pub struct SgdConfig {
 
 impl Default for SgdConfig {
     fn default() -> Self {
-        Self { momentum: 0.9, weight_decay: 5e-4 }
+        Self {
+            momentum: 0.9,
+            weight_decay: 5e-4,
+        }
     }
 }
 
@@ -42,7 +45,10 @@ pub struct Sgd<B: Backend> {
 impl<B: Backend> Sgd<B> {
     /// A fresh optimizer (no momentum yet).
     pub fn new(config: SgdConfig) -> Self {
-        Self { config, buffers: BTreeMap::new() }
+        Self {
+            config,
+            buffers: BTreeMap::new(),
+        }
     }
 
     /// Applies one update to every parameter of `module` that requires a gradient and has
@@ -52,7 +58,12 @@ impl<B: Backend> Sgd<B> {
         AB: AutodiffBackend<InnerBackend = B>,
         M: AutodiffModule<AB>,
     {
-        let mut mapper = StepMapper::<AB> { path: Vec::new(), grads, sgd: self, lr };
+        let mut mapper = StepMapper::<AB> {
+            path: Vec::new(),
+            grads,
+            sgd: self,
+            lr,
+        };
         module.map(&mut mapper)
     }
 }
@@ -75,12 +86,19 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
         let (id, tensor, mapper) = param.consume();
-        let grad = if tensor.is_require_grad() { tensor.grad(self.grads) } else { None };
+        let grad = if tensor.is_require_grad() {
+            tensor.grad(self.grads)
+        } else {
+            None
+        };
         let Some(grad) = grad else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let name = self.path.join(".");
-        let SgdConfig { momentum, weight_decay } = self.sgd.config;
+        let SgdConfig {
+            momentum,
+            weight_decay,
+        } = self.sgd.config;
         let p = tensor.inner();
         let shape = p.dims();
         let numel = shape.iter().product::<usize>();
@@ -111,7 +129,12 @@ pub struct LrSchedule {
 impl LrSchedule {
     /// The reference base-to-novel schedule shape for `lr` over `max_epoch` epochs.
     pub fn maple(lr: f64, max_epoch: usize) -> Self {
-        Self { lr, max_epoch, warmup_epochs: 1, warmup_lr: 1e-5 }
+        Self {
+            lr,
+            max_epoch,
+            warmup_epochs: 1,
+            warmup_lr: 1e-5,
+        }
     }
 
     /// Learning rate used during `epoch` (0-based). With `WARMUP_RECOUNT` the cosine

@@ -25,7 +25,9 @@ impl<B: Backend, P: PromptLearner<B>> PromptedClip<B, P> {
     /// - output: `[classes, embed_dim]`
     pub fn encode_text(&self, classes: &ClassTokens<B>) -> Tensor<B, 2> {
         let t = self.learner.text_prompts(classes);
-        self.clip.text.encode_embeddings(t.embeddings, &t.eot, &t.deep)
+        self.clip
+            .text
+            .encode_embeddings(t.embeddings, &t.eot, &t.deep)
     }
 
     /// Image features through the prompted image tower.
@@ -38,7 +40,10 @@ impl<B: Backend, P: PromptLearner<B>> PromptedClip<B, P> {
         if let Some(shallow) = v.shallow {
             let [b, _, w] = tokens.dims();
             let [n, _] = shallow.dims();
-            tokens = Tensor::cat(vec![tokens, shallow.unsqueeze_dim::<3>(0).expand([b, n, w])], 1);
+            tokens = Tensor::cat(
+                vec![tokens, shallow.unsqueeze_dim::<3>(0).expand([b, n, w])],
+                1,
+            );
         }
         self.clip.visual.encode_tokens(tokens, &v.deep)
     }

@@ -30,7 +30,11 @@ impl NamedSplit<'_> {
 /// one name (the reference would pick one of two names arbitrarily).
 pub(crate) fn table_from_train(dataset: &str, train: &NamedSplit) -> Result<Vec<String>> {
     if train.items.is_empty() {
-        return Err(DatasetError::EmptySplit { dataset: dataset.into(), file: train.file.into(), split: train.split.into() });
+        return Err(DatasetError::EmptySplit {
+            dataset: dataset.into(),
+            file: train.file.into(),
+            split: train.split.into(),
+        });
     }
     let n = train.items.iter().map(|(d, _)| d.label).max().unwrap_or(0) + 1;
     let mut names: Vec<Option<&str>> = vec![None; n];
@@ -44,7 +48,7 @@ pub(crate) fn table_from_train(dataset: &str, train: &NamedSplit) -> Result<Vec<
                     entry: (train.entry)(i),
                     label: d.label,
                     first: first.into(),
-                    found: name.clone(),
+                    found: name.as_str().into(),
                 })
             }
             Some(_) => {}
@@ -54,20 +58,25 @@ pub(crate) fn table_from_train(dataset: &str, train: &NamedSplit) -> Result<Vec<
         .into_iter()
         .enumerate()
         .map(|(label, name)| {
-            name.map(str::to_string).ok_or_else(|| DatasetError::EmptyClass {
-                dataset: dataset.into(),
-                file: train.file.into(),
-                split: train.split.into(),
-                label,
-                classname: String::new(),
-            })
+            name.map(str::to_string)
+                .ok_or_else(|| DatasetError::EmptyClass {
+                    dataset: dataset.into(),
+                    file: train.file.into(),
+                    split: train.split.into(),
+                    label,
+                    classname: String::new(),
+                })
         })
         .collect()
 }
 
 /// Checks a val/test split against the train table: labels in range; a
 /// differing class name is logged (the reference only uses train's names).
-pub(crate) fn check_against_table(dataset: &str, split: &NamedSplit, classnames: &[String]) -> Result<()> {
+pub(crate) fn check_against_table(
+    dataset: &str,
+    split: &NamedSplit,
+    classnames: &[String],
+) -> Result<()> {
     let mut warned = vec![false; classnames.len()];
     for (i, (d, name)) in split.items.iter().enumerate() {
         let Some(expected) = classnames.get(d.label) else {
@@ -110,7 +119,11 @@ pub(crate) fn read_wnid_names(dataset: &str, path: &Path) -> Result<WnidNames> {
             order.push(wnid.to_string());
         }
     }
-    Ok(WnidNames { file: path.to_path_buf(), order, names })
+    Ok(WnidNames {
+        file: path.to_path_buf(),
+        order,
+        names,
+    })
 }
 
 /// The contents of a `classnames.txt`.
@@ -126,12 +139,15 @@ pub(crate) struct WnidNames {
 impl WnidNames {
     /// The name of folder `wnid`, or an [`DatasetError::UnknownClass`] naming `listed_in`.
     pub fn name_of(&self, dataset: &str, listed_in: &Path, wnid: &str) -> Result<String> {
-        self.names.get(wnid).cloned().ok_or_else(|| DatasetError::UnknownClass {
-            dataset: dataset.into(),
-            file: listed_in.to_path_buf(),
-            entry: format!("folder {wnid}"),
-            class: wnid.into(),
-            table: self.file.clone(),
-        })
+        self.names
+            .get(wnid)
+            .cloned()
+            .ok_or_else(|| DatasetError::UnknownClass {
+                dataset: dataset.into(),
+                file: listed_in.to_path_buf(),
+                entry: format!("folder {wnid}"),
+                class: wnid.into(),
+                table: self.file.clone().into_boxed_path(),
+            })
     }
 }

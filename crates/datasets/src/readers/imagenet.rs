@@ -20,9 +20,17 @@ use crate::name::DatasetName;
 pub(crate) fn read(name: DatasetName, dir: &Path) -> Result<FullSplits> {
     let ds = name.as_str();
     let names_file = dir.join("classnames.txt");
-    require_file(ds, &names_file, "one \"<wnid> <class name>\" per line (CLIP's ImageNet names)")?;
+    require_file(
+        ds,
+        &names_file,
+        "one \"<wnid> <class name>\" per line (CLIP's ImageNet names)",
+    )?;
     let names = read_wnid_names(ds, &names_file)?;
-    let bytes = std::fs::read(&names_file).map_err(|source| DatasetError::Io { dataset: ds.into(), path: names_file.clone(), source })?;
+    let bytes = std::fs::read(&names_file).map_err(|source| DatasetError::Io {
+        dataset: ds.into(),
+        path: names_file.clone(),
+        source,
+    })?;
 
     let (train_folders, train) = read_folders(name, dir, "train")?;
     let (test_folders, test) = read_folders(name, dir, "val")?;
@@ -46,13 +54,24 @@ pub(crate) fn read(name: DatasetName, dir: &Path) -> Result<FullSplits> {
         });
     }
     let classnames = class_names(ds, &names, &dir.join("images/train"), &train_folders)?;
-    log::info!("{ds}: {} train and {} test images in {} classes", train.len(), test.len(), classnames.len());
+    log::info!(
+        "{ds}: {} train and {} test images in {} classes",
+        train.len(),
+        test.len(),
+        classnames.len()
+    );
     let sources = vec![
         SourceDigest::of_bytes("classnames.txt", &bytes),
         SourceDigest::of_listing("listing:images/train", &train),
         SourceDigest::of_listing("listing:images/val", &test),
     ];
-    Ok(FullSplits { classnames, train, val: None, test, sources })
+    Ok(FullSplits {
+        classnames,
+        train,
+        val: None,
+        test,
+        sources,
+    })
 }
 
 /// Lists `images/<split>`: the sorted class folders and every image, labelled by folder position.
@@ -65,7 +84,10 @@ fn read_folders(name: DatasetName, dir: &Path, split: &str) -> Result<(Vec<Strin
         if e.is_dir {
             folders.push(e.name);
         } else {
-            log::warn!("{ds}: ignoring {} (not a class folder)", split_dir.join(&e.name).display());
+            log::warn!(
+                "{ds}: ignoring {} (not a class folder)",
+                split_dir.join(&e.name).display()
+            );
         }
     }
     let data = list_labelled(ds, &split_dir, &format!("images/{split}"), &folders)?;
@@ -74,7 +96,12 @@ fn read_folders(name: DatasetName, dir: &Path, split: &str) -> Result<(Vec<Strin
 
 /// Lists the files of each class folder in parallel; label = folder position.
 /// An empty class folder is an error.
-pub(crate) fn list_labelled(ds: &str, base: &Path, rel_base: &str, folders: &[String]) -> Result<Vec<Datum>> {
+pub(crate) fn list_labelled(
+    ds: &str,
+    base: &Path,
+    rel_base: &str,
+    folders: &[String],
+) -> Result<Vec<Datum>> {
     let per_class: Vec<Vec<Datum>> = folders
         .par_iter()
         .enumerate()
@@ -89,13 +116,24 @@ pub(crate) fn list_labelled(ds: &str, base: &Path, rel_base: &str, folders: &[St
                     classname: folder.clone(),
                 });
             }
-            Ok(files.into_iter().map(|f| Datum::new(format!("{rel_base}/{folder}/{f}"), label)).collect())
+            Ok(files
+                .into_iter()
+                .map(|f| Datum::new(format!("{rel_base}/{folder}/{f}"), label))
+                .collect())
         })
         .collect::<Result<_>>()?;
     Ok(per_class.into_iter().flatten().collect())
 }
 
 /// Names for sorted wnid folders through `classnames.txt`.
-pub(crate) fn class_names(ds: &str, names: &WnidNames, listed_in: &Path, folders: &[String]) -> Result<Vec<String>> {
-    folders.iter().map(|f| names.name_of(ds, listed_in, f)).collect()
+pub(crate) fn class_names(
+    ds: &str,
+    names: &WnidNames,
+    listed_in: &Path,
+    folders: &[String],
+) -> Result<Vec<String>> {
+    folders
+        .iter()
+        .map(|f| names.name_of(ds, listed_in, f))
+        .collect()
 }

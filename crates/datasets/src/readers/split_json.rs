@@ -26,10 +26,21 @@ pub(crate) fn read(name: DatasetName, dir: &Path, file: &str) -> Result<FullSpli
         "the split file is required; this project does not rebuild missing splits (get it from the CoOp/MaPLe dataset instructions)",
     )?;
     let image_root = child(dir, name.image_root());
-    require_dir(ds, &image_root, "the image folder the split file's paths are relative to")?;
-    let bytes = std::fs::read(&path).map_err(|source| DatasetError::Io { dataset: ds.into(), path: path.clone(), source })?;
-    let json: Value =
-        serde_json::from_slice(&bytes).map_err(|source| DatasetError::Json { dataset: ds.into(), path: path.clone(), source })?;
+    require_dir(
+        ds,
+        &image_root,
+        "the image folder the split file's paths are relative to",
+    )?;
+    let bytes = std::fs::read(&path).map_err(|source| DatasetError::Io {
+        dataset: ds.into(),
+        path: path.clone(),
+        source,
+    })?;
+    let json: Value = serde_json::from_slice(&bytes).map_err(|source| DatasetError::Json {
+        dataset: ds.into(),
+        path: path.clone(),
+        source,
+    })?;
 
     let mut splits = Vec::with_capacity(3);
     for split in ["train", "val", "test"] {
@@ -43,7 +54,11 @@ pub(crate) fn read(name: DatasetName, dir: &Path, file: &str) -> Result<FullSpli
     check_against_table(ds, &val, &classnames)?;
     check_against_table(ds, &test, &classnames)?;
     if test.items.is_empty() {
-        return Err(DatasetError::EmptySplit { dataset: ds.into(), file: path.clone(), split: "test".into() });
+        return Err(DatasetError::EmptySplit {
+            dataset: ds.into(),
+            file: path.clone(),
+            split: "test".into(),
+        });
     }
     for s in [&train, &val, &test] {
         let paths: Vec<&str> = s.items.iter().map(|(d, _)| d.path.as_str()).collect();
@@ -66,9 +81,19 @@ pub(crate) fn read(name: DatasetName, dir: &Path, file: &str) -> Result<FullSpli
     })
 }
 
-fn parse_split<'a>(name: DatasetName, path: &'a Path, json: &Value, split: &'static str) -> Result<NamedSplit<'a>> {
+fn parse_split<'a>(
+    name: DatasetName,
+    path: &'a Path,
+    json: &Value,
+    split: &'static str,
+) -> Result<NamedSplit<'a>> {
     let ds = name.as_str();
-    let bad = |entry: String, reason: String| DatasetError::BadEntry { dataset: ds.into(), file: path.into(), entry, reason };
+    let bad = |entry: String, reason: String| DatasetError::BadEntry {
+        dataset: ds.into(),
+        file: path.into(),
+        entry,
+        reason,
+    };
     let list = json
         .get(split)
         .ok_or_else(|| bad(split.into(), format!("no {split:?} key")))?
@@ -77,13 +102,20 @@ fn parse_split<'a>(name: DatasetName, path: &'a Path, json: &Value, split: &'sta
     let mut items = Vec::with_capacity(list.len());
     for (i, item) in list.iter().enumerate() {
         let entry = || format!("{split}[{i}]");
-        let fields = item
-            .as_array()
-            .filter(|a| a.len() == 3)
-            .ok_or_else(|| bad(entry(), format!("expected [path, label, classname], found {item}")))?;
-        let rel = fields[0].as_str().ok_or_else(|| bad(entry(), format!("path is not a string: {}", fields[0])))?;
+        let fields = item.as_array().filter(|a| a.len() == 3).ok_or_else(|| {
+            bad(
+                entry(),
+                format!("expected [path, label, classname], found {item}"),
+            )
+        })?;
+        let rel = fields[0]
+            .as_str()
+            .ok_or_else(|| bad(entry(), format!("path is not a string: {}", fields[0])))?;
         if rel.is_empty() || rel.starts_with('/') || rel.starts_with('\\') {
-            return Err(bad(entry(), format!("path {rel:?} is not relative to the image root")));
+            return Err(bad(
+                entry(),
+                format!("path {rel:?} is not relative to the image root"),
+            ));
         }
         // The reference applies int() to the label, so "3" is accepted too.
         let label = match &fields[1] {
@@ -91,10 +123,24 @@ fn parse_split<'a>(name: DatasetName, path: &'a Path, json: &Value, split: &'sta
             Value::String(s) => s.trim().parse::<u64>().ok(),
             _ => None,
         }
-        .ok_or_else(|| bad(entry(), format!("label is not a non-negative integer: {}", fields[1])))?;
-        let classname =
-            fields[2].as_str().ok_or_else(|| bad(entry(), format!("classname is not a string: {}", fields[2])))?;
-        items.push((Datum::new(join_rel(&[name.image_root(), rel]), label as usize), classname.to_string()));
+        .ok_or_else(|| {
+            bad(
+                entry(),
+                format!("label is not a non-negative integer: {}", fields[1]),
+            )
+        })?;
+        let classname = fields[2]
+            .as_str()
+            .ok_or_else(|| bad(entry(), format!("classname is not a string: {}", fields[2])))?;
+        items.push((
+            Datum::new(join_rel(&[name.image_root(), rel]), label as usize),
+            classname.to_string(),
+        ));
     }
-    Ok(NamedSplit { split, file: path, items, entry: Box::new(move |i| format!("{split}[{i}]")) })
+    Ok(NamedSplit {
+        split,
+        file: path,
+        items,
+        entry: Box::new(move |i| format!("{split}[{i}]")),
+    })
 }

@@ -1,0 +1,238 @@
+//! Run configurations: the reference's hyper-parameters as presets and as JSON files
+//! (`configs/*.json` at the repository root hold the same values as the presets).
+
+use std::path::Path;
+
+use maple_prompts::{LrSchedule, MapleConfig, SgdConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainerError};
+
+/// Everything a training run is configured by, apart from the dataset, the seed and the
+/// data root. Field names follow the reference's config keys loosely; see
+/// `docs/PROTOCOL.md` §1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Short name, used in output paths and result files (the reference's config file stem).
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Default CLIP weights: a safetensors file, a folder, or a hub id `owner/name`.
+    pub weights: String,
+    /// The prompt learner.
+    pub maple: MapleSettings,
+    /// Optimizer and schedule.
+    pub optim: OptimSettings,
+    /// Training images per batch (`DATALOADER.TRAIN_X.BATCH_SIZE`).
+    pub batch_size: usize,
+    /// Evaluation images per batch (`DATALOADER.TEST.BATCH_SIZE`).
+    pub test_batch_size: usize,
+    /// Shots per class for training (`DATASET.NUM_SHOTS`).
+    pub shots: usize,
+    /// Seeds of the repeated runs.
+    pub seeds: Vec<u64>,
+    /// Input side in pixels; `None` takes the CLIP's own resolution.
+    #[serde(default)]
+    pub image_size: Option<usize>,
+}
+
+/// MaPLe hyper-parameters (`TRAINER.MAPLE.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapleSettings {
+    /// Learnable context tokens (`N_CTX`).
+    pub n_ctx: usize,
+    /// Initial context words (`CTX_INIT`); `null` for random init.
+    pub ctx_init: Option<String>,
+    /// Prompt depth J (`PROMPT_DEPTH`).
+    pub depth: usize,
+}
+
+/// SGD and the per-epoch schedule (`OPTIM.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSettings {
+    /// Base learning rate.
+    pub lr: f64,
+    /// Epochs (`MAX_EPOCH`), also the cosine period.
+    pub max_epoch: usize,
+    /// Constant warm-up epochs.
+    pub warmup_epochs: usize,
+    /// Warm-up learning rate.
+    pub warmup_lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f64,
+}
+
+impl RunConfig {
+    /// The reference base-to-novel setting (`MaPLe/vit_b16_c2_ep5_batch4_2ctx.yaml`):
+    /// ViT-B/16, 2 context tokens from "a photo of a", depth 9, SGD lr 0.0035, 5 epochs,
+    /// batch 4, test batch 100, 16 shots, seeds 1 2 3.
+    pub fn base_to_novel() -> Self {
+        RunConfig {
+            name: "vit_b16_c2_ep5_batch4_2ctx".into(),
+            description:
+                "MaPLe base-to-novel generalisation (reference config vit_b16_c2_ep5_batch4_2ctx)"
+                    .into(),
+            weights: "openai/clip-vit-base-patch16".into(),
+            maple: MapleSettings {
+                n_ctx: 2,
+                ctx_init: Some("a photo of a".into()),
+                depth: 9,
+            },
+            optim: OptimSettings {
+                lr: 0.0035,
+                max_epoch: 5,
+                warmup_epochs: 1,
+                warmup_lr: 1e-5,
+                momentum: 0.9,
+                weight_decay: 5e-4,
+            },
+            batch_size: 4,
+            test_batch_size: 100,
+            shots: 16,
+            seeds: vec![1, 2, 3],
+            image_size: None,
+        }
+    }
+
+    /// The reference cross-dataset / domain-generalisation setting
+    /// (`..._cross_datasets.yaml`): as [`RunConfig::base_to_novel`] with depth 3,
+    /// lr 0.0026 and 2 epochs.
+    pub fn cross_dataset() -> Self {
+        let mut c = Self::base_to_novel();
+        c.name = "vit_b16_c2_ep5_batch4_2ctx_cross_datasets".into();
+        c.description = "MaPLe cross-dataset transfer and domain generalisation (reference config vit_b16_c2_ep5_batch4_2ctx_cross_datasets)".into();
+        c.maple.depth = 3;
+        c.optim.lr = 0.0026;
+        c.optim.max_epoch = 2;
+        c
+    }
+
+    /// Reads a JSON config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
+        let config: RunConfig = serde_json::from_str(&text).map_err(|e| TrainerError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate().map_err(|e| TrainerError::Config {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Ok(config)
+    }
+
+    /// Checks values that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(TrainerError::Invalid(m));
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+            return bad(format!(
+                "config name {:?} must be non-empty and hold no path separator",
+                self.name
+            ));
+        }
+        if self.maple.n_ctx == 0 {
+            return bad("maple.n_ctx must be at least 1".into());
+        }
+        if self.maple.depth == 0 {
+            return bad("maple.depth must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.test_batch_size == 0 {
+            return bad(format!(
+                "batch sizes must be positive (batch_size {}, test_batch_size {})",
+                self.batch_size, self.test_batch_size
+            ));
+        }
+        if self.optim.max_epoch == 0 {
+            return bad("optim.max_epoch must be at least 1".into());
+        }
+        if !(self.optim.lr.is_finite() && self.optim.lr > 0.0) {
+            return bad(format!(
+                "optim.lr must be a positive number, found {}",
+                self.optim.lr
+            ));
+        }
+        if self.seeds.is_empty() {
+            return bad("seeds must list at least one seed".into());
+        }
+        if self.image_size == Some(0) {
+            return bad("image_size must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The learner configuration.
+    pub fn maple_config(&self) -> MapleConfig {
+        MapleConfig::new()
+            .with_n_ctx(self.maple.n_ctx)
+            .with_ctx_init(self.maple.ctx_init.clone())
+            .with_depth(self.maple.depth)
+    }
+
+    /// The optimizer configuration.
+    pub fn sgd_config(&self) -> SgdConfig {
+        SgdConfig {
+            momentum: self.optim.momentum,
+            weight_decay: self.optim.weight_decay,
+        }
+    }
+
+    /// The per-epoch learning-rate schedule.
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule {
+            lr: self.optim.lr,
+            max_epoch: self.optim.max_epoch,
+            warmup_epochs: self.optim.warmup_epochs,
+            warmup_lr: self.optim.warmup_lr,
+        }
+    }
+
+    /// The settings that change what training computes (everything but the name, the
+    /// description, the default weights, the evaluation batch and the seed list), as JSON.
+    /// Two runs may share checkpoints only when these are equal.
+    pub fn training_fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "maple": self.maple,
+            "optim": self.optim,
+            "batch_size": self.batch_size,
+            "shots": self.shots,
+            "image_size": self.image_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_match_the_reference_learning_rates_per_epoch() {
+        let s = RunConfig::base_to_novel().schedule();
+        let lrs: Vec<f64> = (0..5).map(|e| s.lr_at(e)).collect();
+        let expected = [
+            1e-5,
+            0.0035,
+            0.0031657797401561582,
+            0.002290779740156158,
+            0.001209220259843842,
+        ];
+        for (a, b) in lrs.iter().zip(expected) {
+            // Closed form vs torch's recursive formula: equal to a few ulps.
+            assert!((a - b).abs() < 1e-15, "{lrs:?}");
+        }
+        let x = RunConfig::cross_dataset().schedule();
+        assert_eq!([x.lr_at(0), x.lr_at(1)], [1e-5, 0.0026]);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let mut v = serde_json::to_value(RunConfig::base_to_novel()).unwrap();
+        v["learning_rate"] = 1.0.into();
+        assert!(serde_json::from_value::<RunConfig>(v).is_err());
+    }
+}
