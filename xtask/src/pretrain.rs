@@ -179,7 +179,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut smoothed = None::<f64>;
     for step in 0..args.steps {
         let lr = learning_rate(&args, step);
-        let batch = procedural::pretrain_batch(args.seed, step as u64, args.batch, args.image_size as u32);
+        let batch =
+            procedural::pretrain_batch(args.seed, step as u64, args.batch, args.image_size as u32);
         let captions: Vec<&str> = batch.iter().map(|b| b.caption.as_str()).collect();
         let rows = tokenizer.tokenize_batch(&captions, 77, false)?;
         let mut pixels = Vec::new();
@@ -200,8 +201,9 @@ pub fn run(args: Args) -> Result<()> {
         let logits = image_features.matmul(text_features.transpose()) * scale;
         let n = batch.len();
         let targets = Tensor::<TrainBackend, 1, Int>::arange(0..n as i64, &device);
-        let loss =
-            (loss_fn.forward(logits.clone(), targets.clone()) + loss_fn.forward(logits.transpose(), targets)) / 2.0;
+        let loss = (loss_fn.forward(logits.clone(), targets.clone())
+            + loss_fn.forward(logits.transpose(), targets))
+            / 2.0;
 
         let value: f64 = loss.clone().into_scalar().elem();
         anyhow::ensure!(value.is_finite(), "loss diverged at step {step}: {value}");
@@ -252,7 +254,10 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!("| style      | base  | novel | HM    |");
     println!("|------------|-------|-------|-------|");
-    for (name, s) in [("downstream", scores.downstream), ("pretrain", scores.pretrain)] {
+    for (name, s) in [
+        ("downstream", scores.downstream),
+        ("pretrain", scores.pretrain),
+    ] {
         println!(
             "| {name:<10} | {:5.1} | {:5.1} | {:5.1} |",
             100.0 * s.base,
@@ -260,7 +265,11 @@ pub fn run(args: Args) -> Result<()> {
             100.0 * s.hm()
         );
     }
-    println!("wrote {} ({} bytes, sha256 {sha256})", weights.display(), bytes.len());
+    println!(
+        "wrote {} ({} bytes, sha256 {sha256})",
+        weights.display(),
+        bytes.len()
+    );
 
     let meta = serde_json::json!({
         "file": weights.file_name().map(|f| f.to_string_lossy().into_owned()),
@@ -344,7 +353,11 @@ fn learning_rate(args: &Args, step: usize) -> f64 {
 ///
 /// # Shapes
 /// - `pixels`: `n * 3 * side * side` values → `[n, 3, side, side]`
-fn images_tensor<B: BackendTrait>(pixels: Vec<f32>, side: usize, device: &B::Device) -> Tensor<B, 4> {
+fn images_tensor<B: BackendTrait>(
+    pixels: Vec<f32>,
+    side: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
     let n = pixels.len() / (3 * side * side);
     Tensor::from_data(TensorData::new(pixels, [n, 3, side, side]), device)
 }
@@ -474,7 +487,8 @@ fn workspace_path(p: &Path) -> PathBuf {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -575,7 +589,9 @@ fn update_readme(
     let new = match old.find(&heading) {
         Some(start) => {
             let rest = &old[start + heading.len()..];
-            let end = rest.find("\n## ").map_or(old.len(), |i| start + heading.len() + i + 1);
+            let end = rest
+                .find("\n## ")
+                .map_or(old.len(), |i| start + heading.len() + i + 1);
             format!(
                 "{}{}{}{}",
                 &old[..start],

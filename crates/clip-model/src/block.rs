@@ -81,9 +81,9 @@ impl<B: Backend> SelfAttention<B> {
             .forward(x)
             .reshape([n, l, 3, h, hd])
             .permute([2, 0, 3, 1, 4]);
-        let q = qkv.clone().slice([0..1]).squeeze_dim::<4>(0);
-        let k = qkv.clone().slice([1..2]).squeeze_dim::<4>(0);
-        let v = qkv.slice([2..3]).squeeze_dim::<4>(0);
+        let q = qkv.clone().narrow(0, 0, 1).squeeze_dim::<4>(0);
+        let k = qkv.clone().narrow(0, 1, 1).squeeze_dim::<4>(0);
+        let v = qkv.narrow(0, 2, 1).squeeze_dim::<4>(0);
         let ctx = if B::ad_enabled(&q.device()) {
             // Under autodiff Burn's fused attention falls back to decomposed ops anyway;
             // this form keeps the backward graph small and explicit. The mask value is

@@ -95,7 +95,7 @@ impl<B: Backend> TextTransformer<B> {
         let [n, seq, width] = emb.dims();
         assert_eq!(eot.len(), n, "one EOT position per sequence");
         let len = eot.iter().copied().max().map_or(seq, |m| (m + 1).min(seq));
-        let pos = self.positional_embedding.val().slice([0..len]);
+        let pos = self.positional_embedding.val().narrow(0, 0, len);
         let mut x = emb.slice([0..n, 0..len]) + pos.unsqueeze_dim::<3>(0);
         for (i, block) in self.resblocks.iter().enumerate() {
             x = block.forward(hook.before_block(i, x), true);

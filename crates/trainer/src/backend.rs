@@ -25,14 +25,22 @@ mod chosen {
     /// Human-readable backend name.
     pub const NAME: &str = "flex (cpu)";
 }
-#[cfg(all(feature = "ndarray", not(any(feature = "cuda", feature = "wgpu", feature = "flex"))))]
+#[cfg(all(
+    feature = "ndarray",
+    not(any(feature = "cuda", feature = "wgpu", feature = "flex"))
+))]
 mod chosen {
     /// The selected backend: NdArray (CPU).
     pub type Backend = burn::backend::NdArray<f32>;
     /// Human-readable backend name.
     pub const NAME: &str = "ndarray (cpu)";
 }
-#[cfg(not(any(feature = "cuda", feature = "wgpu", feature = "flex", feature = "ndarray")))]
+#[cfg(not(any(
+    feature = "cuda",
+    feature = "wgpu",
+    feature = "flex",
+    feature = "ndarray"
+)))]
 compile_error!("enable one backend feature: ndarray (default), flex, wgpu or cuda");
 
 pub use chosen::{Backend, NAME};

@@ -85,4 +85,29 @@ fn imagenet_source_transfers_to_targets_and_new_targets_reuse_the_training() {
         ),
         ("eurosat", 4, 8)
     );
+
+    // Imported learners need no ImageNet: a data root with the target only is enough.
+    let targets_only = tmp.path().join("targets");
+    common::imagenet_r_tree(&targets_only, 2);
+    let ctx3 = Context {
+        output_dir: tmp.path().join("imported"),
+        ..ctx
+    };
+    let spec = trainer::ImportSpec {
+        path: out.clone(),
+        epoch: None,
+    };
+    let s3 = protocol::cross_dataset(
+        &ctx3,
+        "dg",
+        &targets_only,
+        DatasetName::ImageNet,
+        &[DatasetName::ImageNetR],
+        &[1],
+        Some(&spec),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(s3.rows.len(), 1);
+    assert_eq!(s3.rows[0].accuracy, s.rows[1].accuracy);
 }
