@@ -45,30 +45,60 @@ struct Args {
     /// the procedural world, openai/clip-vit-base-patch16 for a dataset.
     #[arg(long, value_name = "FILE|DIR|HUB_ID")]
     weights: Option<String>,
-    /// Seeds. Default: 1 (procedural world), 1 2 3 (dataset).
+    /// Seeds. Default: 1 2 3.
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
-    /// Training epochs. Default: 5.
+    /// Training epochs. Default: 5 (the reference's).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Learning rate. Default: 0.0035 (the reference's).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Prompt depth. Default: 9 (the reference's), 3/4 of the toy CLIP's layers (at least 2).
+    #[arg(long)]
+    depth: Option<usize>,
     /// Output folder. Default: a temporary folder (procedural world), output/base2novel/<config> (dataset).
     #[arg(long, value_name = "DIR")]
     output_dir: Option<PathBuf>,
+    /// Train without augmentation (random resized crop and flip, on by default as in the reference).
+    #[arg(long)]
+    no_augment: bool,
     /// Device index (GPU backends).
     #[arg(long, default_value_t = 0)]
     device: usize,
 }
 
-/// The settings of the procedural demo: the reference's shape (2 context tokens from
-/// "a photo of a", SGD with warm-up and cosine, batch 4, 16 shots) with the prompt depth
-/// scaled to the toy CLIP (3/4 of its layers, as 9 of ViT-B/16's 12).
+impl Args {
+    /// The command line's training overrides, applied over a configuration.
+    fn apply_overrides(&self, config: &mut RunConfig) {
+        if let Some(s) = &self.seeds {
+            config.seeds = s.clone();
+        }
+        if let Some(e) = self.epochs {
+            config.optim.max_epoch = e;
+        }
+        if let Some(lr) = self.lr {
+            config.optim.lr = lr;
+        }
+        if let Some(d) = self.depth {
+            config.maple.depth = d;
+        }
+        if self.no_augment {
+            config.train_augment = false;
+        }
+    }
+}
+
+/// The settings of the procedural demo: the reference's (2 context tokens from
+/// "a photo of a", SGD lr 0.0035 with warm-up and cosine, 5 epochs, batch 4, 16 shots,
+/// augmentation, seeds 1 2 3) with the prompt depth scaled to the toy CLIP (3/4 of its
+/// layers, as 9 of ViT-B/16's 12, but at least 2 so deep prompts are used).
 fn procedural_config(weights: &str, layers: usize) -> RunConfig {
     let mut c = RunConfig::base_to_novel();
     c.name = "toy_c2_ep5_batch4_2ctx".into();
     c.description = "procedural world demo".into();
     c.weights = weights.into();
-    c.maple.depth = (layers * 3 / 4).max(1);
-    c.seeds = vec![1];
+    c.maple.depth = (layers * 3 / 4).max(2).min(layers);
     c
 }
 
@@ -125,12 +155,7 @@ fn main() -> Result<()> {
             if let Some(w) = &args.weights {
                 config.weights = w.clone();
             }
-            if let Some(s) = &args.seeds {
-                config.seeds = s.clone();
-            }
-            if let Some(e) = args.epochs {
-                config.optim.max_epoch = e;
-            }
+            args.apply_overrides(&mut config);
             let backbone = Backbone::<TrainBackend>::load(&config.weights, &device)
                 .with_context(|| format!("loading CLIP weights {:?}", config.weights))?;
             let out = args
@@ -190,12 +215,7 @@ fn main() -> Result<()> {
                 .vision_layers
                 .min(backbone.config.transformer_layers);
             let mut config = procedural_config(&weights, layers);
-            if let Some(s) = &args.seeds {
-                config.seeds = s.clone();
-            }
-            if let Some(e) = args.epochs {
-                config.optim.max_epoch = e;
-            }
+            args.apply_overrides(&mut config);
             let world_config = DownstreamConfig {
                 side: backbone.config.image_resolution as u32,
                 ..DownstreamConfig::default()

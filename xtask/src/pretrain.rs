@@ -542,7 +542,7 @@ fn update_readme(
     let _ = writeln!(
         s,
         "- Recipe: symmetric InfoNCE with a learnable logit scale (clamped at 100), AdamW \
-         (weight decay {}), peak lr {} with {} warm-up steps and cosine decay, {} steps, seed {}.",
+         (beta2 0.98, eps 1e-6, weight decay {}), peak lr {} with {} warm-up steps and cosine decay, {} steps, seed {}.",
         args.weight_decay, args.lr, args.warmup, args.steps, args.seed
     );
     let _ = writeln!(

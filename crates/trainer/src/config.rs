@@ -36,6 +36,14 @@ pub struct RunConfig {
     /// Input side in pixels; `None` takes the CLIP's own resolution.
     #[serde(default)]
     pub image_size: Option<usize>,
+    /// Training augmentation (random resized crop and flip, as the reference); `false`
+    /// trains on the evaluation transform (resize and center crop).
+    #[serde(default = "yes")]
+    pub train_augment: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// MaPLe hyper-parameters (`TRAINER.MAPLE.*`).
@@ -97,6 +105,7 @@ impl RunConfig {
             shots: 16,
             seeds: vec![1, 2, 3],
             image_size: None,
+            train_augment: true,
         }
     }
 
@@ -202,6 +211,7 @@ impl RunConfig {
             "batch_size": self.batch_size,
             "shots": self.shots,
             "image_size": self.image_size,
+            "train_augment": self.train_augment,
         })
     }
 }

@@ -31,26 +31,25 @@ enum Either {
 }
 
 impl ProceduralSource {
-    /// Training batches: shuffled per epoch from `seed`, random resized crop and flip per
-    /// item from (seed, epoch, index), the last incomplete batch dropped when there is at
-    /// least one full batch (as the reference's loader).
+    /// Training batches: shuffled per epoch from `seed`, with `augment` a random resized
+    /// crop and flip per item from (seed, epoch, index) (else the evaluation transform),
+    /// the last incomplete batch dropped when there is at least one full batch (as the
+    /// reference's loader).
     pub fn train(
         world: Arc<Downstream>,
         items: Vec<(Item, usize)>,
         size: usize,
         batch_size: usize,
         seed: u64,
+        augment: bool,
     ) -> Self {
         let drop_last = items.len() >= batch_size;
-        Self::new(
-            world,
-            items,
-            Either::Train(TrainTransform::new(size as u32)),
-            batch_size,
-            true,
-            drop_last,
-            seed,
-        )
+        let transform = if augment {
+            Either::Train(TrainTransform::new(size as u32))
+        } else {
+            Either::Test(TestTransform::new(size as u32))
+        };
+        Self::new(world, items, transform, batch_size, true, drop_last, seed)
     }
 
     /// Evaluation batches: list order, resize + center crop, every item.
@@ -170,6 +169,8 @@ pub struct ProceduralSplit {
     pub test_batch_size: usize,
     /// Model input side.
     pub image_size: usize,
+    /// Random resized crop and flip for training (else the evaluation transform).
+    pub augment: bool,
 }
 
 /// The three sets of a base-to-novel run on the procedural world: base training
@@ -214,6 +215,7 @@ pub fn base_to_novel_sets(
                 size,
                 split.batch_size,
                 split.seed,
+                split.augment,
             ),
         ),
         set(

@@ -379,7 +379,11 @@ fn train_set<B: AutodiffBackend>(
         splits,
         "train",
         splits.train.clone(),
-        Transform::train(size),
+        if ctx.config.train_augment {
+            Transform::train(size)
+        } else {
+            Transform::test(size)
+        },
         cfg,
     )
 }
@@ -866,6 +870,7 @@ pub fn procedural_base_to_novel<B: AutodiffBackend>(
         batch_size: ctx.config.batch_size,
         test_batch_size: ctx.config.test_batch_size,
         image_size,
+        augment: ctx.config.train_augment,
     };
 
     // Zero-shot CLIP does not depend on the seed.

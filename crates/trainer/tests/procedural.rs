@@ -29,6 +29,7 @@ fn split(seed: u64) -> ProceduralSplit {
         batch_size: 4,
         test_batch_size: 5,
         image_size: 32,
+        augment: true,
     }
 }
 

@@ -95,6 +95,7 @@ pub fn tiny_config() -> RunConfig {
         shots: 3,
         seeds: vec![1],
         image_size: None,
+        train_augment: true,
     }
 }
 
