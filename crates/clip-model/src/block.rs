@@ -1,12 +1,14 @@
 //! The pre-LayerNorm residual attention block shared by both CLIP towers.
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
+
+use crate::ops::LayerNorm;
 
 /// Multi-head self-attention with a fused input projection, as `nn.MultiheadAttention`.
 #[derive(Module, Debug)]
@@ -48,7 +50,7 @@ pub fn residual_block<B: Backend>(
     eps: f64,
     device: &B::Device,
 ) -> ResidualBlock<B> {
-    let ln = || LayerNormConfig::new(width).with_epsilon(eps).init(device);
+    let ln = || LayerNorm::new(width, eps, device);
     ResidualBlock {
         ln_1: ln(),
         attn: SelfAttention {
@@ -101,7 +103,7 @@ impl<B: Backend> SelfAttention<B> {
             } else {
                 scores
             };
-            softmax(scores, 3).matmul(v)
+            crate::ops::softmax(scores, 3).matmul(v)
         } else {
             let options = AttentionModuleOptions {
                 scale: None,

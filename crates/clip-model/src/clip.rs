@@ -3,12 +3,13 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear};
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::block::{frozen, Mlp, ResidualBlock, SelfAttention};
 use crate::error::Result;
+use crate::ops::LayerNorm;
 use crate::text::TextTransformer;
 use crate::vision::VisionTransformer;
 use crate::weights::{read_clip_weights, HostTensor, TensorMap};
@@ -25,14 +26,7 @@ pub struct Clip<B: Backend> {
     pub logit_scale: Param<Tensor<B, 1>>,
 }
 
-/// Divides each row by its L2 norm.
-///
-/// # Shapes
-/// - `x`: `[n, d]` → `[n, d]`
-pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
-    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt();
-    x / norm
-}
+pub use crate::ops::l2_normalize;
 
 impl<B: Backend> Clip<B> {
     /// A randomly initialised CLIP (frozen parameters) for `config`.
@@ -189,12 +183,11 @@ impl<B: Backend> Loader<'_, B> {
     }
 
     fn layer_norm(&mut self, prefix: &str, d: usize) -> Result<LayerNorm<B>> {
-        let mut ln = LayerNormConfig::new(d)
-            .with_epsilon(self.eps)
-            .init(self.device);
-        ln.gamma = self.param(&format!("{prefix}.weight"), [d])?;
-        ln.beta = Some(self.param(&format!("{prefix}.bias"), [d])?);
-        Ok(ln)
+        Ok(LayerNorm {
+            gamma: self.param(&format!("{prefix}.weight"), [d])?,
+            beta: self.param(&format!("{prefix}.bias"), [d])?,
+            epsilon: self.eps,
+        })
     }
 
     fn block(&mut self, prefix: &str, d: usize, heads: usize) -> Result<ResidualBlock<B>> {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use burn::module::Param;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use safetensors::Dtype;
@@ -19,6 +19,7 @@ use safetensors::Dtype;
 use crate::block::ResidualBlock;
 use crate::clip::Clip;
 use crate::error::{ClipError, Result};
+use crate::ops::LayerNorm;
 use crate::weights::HostTensor;
 
 /// The element type written to the file.
@@ -159,11 +160,7 @@ impl Writer {
 
     fn layer_norm<B: Backend>(&mut self, prefix: &str, ln: &LayerNorm<B>) -> Result<()> {
         self.param(&format!("{prefix}.weight"), &ln.gamma);
-        let beta = ln
-            .beta
-            .as_ref()
-            .ok_or_else(|| ClipError::Invalid(format!("{prefix}: LayerNorm without bias")))?;
-        self.param(&format!("{prefix}.bias"), beta);
+        self.param(&format!("{prefix}.bias"), &ln.beta);
         Ok(())
     }
 

@@ -1,12 +1,12 @@
 //! The causal text tower: token + positional embeddings, blocks, `ln_final`, EOT pooling, projection.
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::block::{frozen_normal, residual_block, ResidualBlock};
 use crate::hook::BlockHook;
+use crate::ops::LayerNorm;
 use crate::ClipConfig;
 
 /// CLIP's text transformer. Field names follow OpenAI's top-level keys.
@@ -45,9 +45,7 @@ impl<B: Backend> TextTransformer<B> {
             resblocks: (0..config.transformer_layers)
                 .map(|_| residual_block(w, config.transformer_heads, config.layer_norm_eps, device))
                 .collect(),
-            ln_final: LayerNormConfig::new(w)
-                .with_epsilon(config.layer_norm_eps)
-                .init(device),
+            ln_final: LayerNorm::new(w, config.layer_norm_eps, device),
             text_projection: frozen_normal([w, config.embed_dim], (w as f64).powf(-0.5), device),
         }
     }

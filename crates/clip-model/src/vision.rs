@@ -1,12 +1,12 @@
 //! The ViT image tower: patch embedding, class token, positions, `ln_pre`, blocks, `ln_post`, projection.
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::block::{frozen_normal, residual_block, ResidualBlock};
 use crate::hook::BlockHook;
+use crate::ops::LayerNorm;
 use crate::ClipConfig;
 
 /// CLIP's vision transformer. Field names follow OpenAI's `visual.*` keys.
@@ -34,11 +34,7 @@ impl<B: Backend> VisionTransformer<B> {
         let w = config.vision_width;
         let p = config.vision_patch_size;
         let scale = (w as f64).powf(-0.5);
-        let ln = || {
-            LayerNormConfig::new(w)
-                .with_epsilon(config.layer_norm_eps)
-                .init(device)
-        };
+        let ln = || LayerNorm::new(w, config.layer_norm_eps, device);
         Self {
             conv1: frozen_normal([w, 3, p, p], 0.02, device),
             class_embedding: frozen_normal([w], scale, device),

@@ -1,8 +1,8 @@
 //! A frozen CLIP driven by a prompt learner: features, logits and the loss.
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use clip_model::ops::log_softmax;
 use clip_model::Clip;
 
 use crate::learner::{ClassTokens, PromptLearner};
