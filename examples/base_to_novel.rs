@@ -23,12 +23,16 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
+use indicatif::MultiProgress;
 use maple_burn::backend::{self, TrainBackend};
 use maple_burn::datasets::procedural::{Downstream, DownstreamConfig};
 use maple_burn::datasets::DatasetName;
 use maple_burn::trainer::protocol::{self, Context};
 use maple_burn::trainer::results::{SeedStat, Table};
-use maple_burn::trainer::{Backbone, RunConfig, Silent, Summary, TrainerError};
+use maple_burn::trainer::{Backbone, RunConfig, Summary, TrainerError};
+
+#[path = "../crates/trainer/src/progress.rs"]
+mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -48,10 +52,10 @@ struct Args {
     /// Seeds. Default: 1 2 3.
     #[arg(long, num_args = 1.., value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
-    /// Training epochs. Default: 5 (the reference's).
+    /// Training epochs. Default: 5 (the reference's) for a dataset, 20 for the procedural world.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Learning rate. Default: 0.0035 (the reference's).
+    /// Learning rate. Default: 0.0035 (the reference's) for a dataset, 0.01 for the procedural world.
     #[arg(long)]
     lr: Option<f64>,
     /// Prompt depth. Default: 9 (the reference's), 3/4 of the toy CLIP's layers (at least 2).
@@ -90,15 +94,21 @@ impl Args {
 }
 
 /// The settings of the procedural demo: the reference's (2 context tokens from
-/// "a photo of a", SGD lr 0.0035 with warm-up and cosine, 5 epochs, batch 4, 16 shots,
-/// augmentation, seeds 1 2 3) with the prompt depth scaled to the toy CLIP (3/4 of its
-/// layers, as 9 of ViT-B/16's 12, but at least 2 so deep prompts are used).
+/// "a photo of a", SGD with one warm-up epoch and cosine decay, batch 4, 16 shots,
+/// augmentation, seeds 1 2 3) with three changes for the toy CLIP: the prompt depth is
+/// 3/4 of its layers (as 9 of ViT-B/16's 12), at least 2 so deep prompts are used; its
+/// learned logit scale is 21.6 instead of CLIP's 100, which shrinks the prompt gradients
+/// about 4.6 times, so the learning rate is 0.01 instead of 0.0035; and it trains 20
+/// epochs instead of 5 (with the reference's 5 epochs and learning rate MaPLe stays
+/// below zero-shot CLIP on the base classes: 55.5 vs 56.3 on seed 1).
 fn procedural_config(weights: &str, layers: usize) -> RunConfig {
     let mut c = RunConfig::base_to_novel();
-    c.name = "toy_c2_ep5_batch4_2ctx".into();
+    c.name = "toy_c2_ep20_batch4_2ctx".into();
     c.description = "procedural world demo".into();
     c.weights = weights.into();
     c.maple.depth = (layers * 3 / 4).max(2).min(layers);
+    c.optim.lr = 0.01;
+    c.optim.max_epoch = 20;
     c
 }
 
@@ -142,12 +152,13 @@ fn print_comparison(title: &str, zero_shot: &Summary, maple: &Summary) {
 }
 
 fn main() -> Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let multi = MultiProgress::new();
+    progress::init_logging(&multi);
     let args = Args::parse();
     let device = backend::device(args.device);
     let described = backend::describe(&device);
     let started = Instant::now();
-    let observer = &mut Silent;
+    let observer = &mut progress::Bars::new(multi);
 
     match (&args.dataset, &args.data_root) {
         (Some(dataset), Some(root)) => {

@@ -1,19 +1,21 @@
 //! `maple`: train and evaluate MaPLe (multi-modal prompt learning) on a frozen CLIP, with
 //! the reference implementation's protocols. Run `maple --help` for the commands.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use datasets::{DatasetName, Subsample};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use indicatif::MultiProgress;
 use trainer::backend::{self, TrainBackend};
 use trainer::protocol::{
     self, Context, ImportSpec, CROSS_DATASET_TARGETS, DOMAIN_GENERALISATION_TARGETS,
 };
-use trainer::{Backbone, Event, Observer, RunConfig, Summary, TrainerError};
+use trainer::{Backbone, RunConfig, Summary, TrainerError};
+
+mod progress;
+use progress::{init_logging, Bars};
 
 #[derive(Parser)]
 #[command(
@@ -215,139 +217,6 @@ fn parse_dataset_list(values: &[String]) -> Result<Vec<DatasetName>> {
     }
     out.dedup();
     Ok(out)
-}
-
-/// Progress bars from the library's events; plain lines when stderr is not a terminal.
-struct Bars {
-    multi: MultiProgress,
-    bar: Option<ProgressBar>,
-}
-
-impl Bars {
-    fn new(multi: MultiProgress) -> Self {
-        Bars { multi, bar: None }
-    }
-
-    fn say(&self, line: &str) {
-        if self.multi.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            let _ = self.multi.println(line);
-        }
-    }
-
-    fn start(&mut self, len: usize, prefix: String) {
-        let style = ProgressStyle::with_template(
-            "{prefix:>24} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> ");
-        let bar = self.multi.add(
-            ProgressBar::new(len as u64)
-                .with_style(style)
-                .with_prefix(prefix),
-        );
-        self.bar = Some(bar);
-    }
-
-    fn finish(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
-            self.multi.remove(&b);
-        }
-    }
-}
-
-impl Observer for Bars {
-    fn event(&mut self, event: &Event<'_>) -> ControlFlow<()> {
-        match *event {
-            Event::Message(m) => self.say(m),
-            Event::EpochStart {
-                epoch,
-                epochs,
-                batches,
-                lr,
-            } => {
-                self.start(batches, format!("epoch {epoch}/{epochs}"));
-                if let Some(b) = &self.bar {
-                    b.set_message(format!("lr {lr:.2e}"));
-                }
-            }
-            Event::TrainBatch {
-                mean_loss,
-                accuracy,
-                ..
-            } => {
-                if let Some(b) = &self.bar {
-                    b.inc(1);
-                    b.set_message(format!("loss {mean_loss:.4} acc {accuracy:.1}%"));
-                }
-            }
-            Event::EpochEnd(s) => {
-                self.finish();
-                self.say(&format!(
-                    "epoch {}/{}: loss {:.4}, train acc {:.2}%, lr {:.3e}, {:.1}s",
-                    s.epoch, s.epochs, s.mean_loss, s.accuracy, s.lr, s.seconds
-                ));
-            }
-            Event::EvalStart { name, batches, .. } => {
-                let short: String = name.chars().take(24).collect();
-                self.start(batches, short);
-            }
-            Event::EvalBatch { accuracy, .. } => {
-                if let Some(b) = &self.bar {
-                    b.inc(1);
-                    b.set_message(format!("acc {accuracy:.2}%"));
-                }
-            }
-            Event::EvalEnd { name, accuracy } => {
-                self.finish();
-                self.say(&format!(
-                    "{name}: accuracy {:.2}% ({}/{})",
-                    accuracy.percent(),
-                    accuracy.correct,
-                    accuracy.total
-                ));
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Routes `log` records around the progress bars.
-struct BarLogger {
-    inner: env_logger::Logger,
-    multi: MultiProgress,
-}
-
-impl log::Log for BarLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.inner.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.inner.matches(record) {
-            self.multi.suspend(|| self.inner.log(record));
-        }
-    }
-
-    fn flush(&self) {
-        self.inner.flush();
-    }
-}
-
-fn init_logging(multi: &MultiProgress) {
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build();
-    let level = inner.filter();
-    if log::set_boxed_logger(Box::new(BarLogger {
-        inner,
-        multi: multi.clone(),
-    }))
-    .is_ok()
-    {
-        log::set_max_level(level);
-    }
 }
 
 /// The config for a command: `--config`, else `preset`, with the command-line overrides.
