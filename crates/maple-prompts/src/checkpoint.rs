@@ -355,16 +355,14 @@ fn relayout(key: &str, t: &NamedTensor) -> NamedTensor {
     if !(key.ends_with(".weight") && t.shape.len() == 2) {
         return t.clone();
     }
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let mut data = vec![0.0; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            data[j * r + i] = t.data[i * c + j];
-        }
-    }
+    let host = clip_model::HostTensor {
+        shape: t.shape.clone(),
+        data: t.data.clone(),
+    };
+    let out = host.transposed();
     NamedTensor {
-        shape: vec![c, r],
-        data,
+        shape: out.shape,
+        data: out.data,
     }
 }
 
