@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::Result;
-use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use maple_burn::backend::{self, TrainBackend};
 use maple_burn::parity::{self, Fixture};
@@ -13,8 +12,13 @@ use maple_burn::parity::{self, Fixture};
 pub fn run(dir: &Path, f64: bool) -> Result<bool> {
     let fx = Fixture::open(dir)?;
     if f64 {
-        println!("parity checks in {} on ndarray (cpu) f64", dir.display());
-        report::<Autodiff<burn::backend::NdArray<f64>>>(&fx, &Default::default())
+        #[cfg(feature = "ndarray")]
+        {
+            println!("parity checks in {} on ndarray (cpu) f64", dir.display());
+            report::<burn::backend::Autodiff<burn::backend::NdArray<f64>>>(&fx, &Default::default())
+        }
+        #[cfg(not(feature = "ndarray"))]
+        anyhow::bail!("--f64 runs on ndarray: build the xtask with `--features ndarray`")
     } else {
         let device = backend::device(0);
         println!(
