@@ -10,9 +10,10 @@
 //! The functions here compute the same values as Burn's `layer_norm`, `softmax`,
 //! `log_softmax` and `x / ‖x‖`, but when the backend records gradients they are written
 //! so that every division in the graph has an untracked numerator (its backward is then an
-//! exact division) and no `log` is differentiated. Without autodiff they call Burn's own
-//! (possibly fused) kernels unchanged. The forward values follow PyTorch's CPU kernels:
-//! LayerNorm multiplies by `1 / sqrt(var + eps)` and softmax by `1 / sum`.
+//! exact division) and no `log` is differentiated; there the forward follows PyTorch's CPU
+//! kernels (LayerNorm multiplies by `1 / sqrt(var + eps)`, softmax by `1 / sum`). Without
+//! autodiff, `softmax` and `log_softmax` call Burn's kernels, and `LayerNorm` and
+//! `l2_normalize` divide, as Burn's default `layer_norm` composition does.
 
 use burn::module::{Module, Param};
 use burn::tensor::activation;
