@@ -503,17 +503,7 @@ pub fn base_to_novel<B: AutodiffBackend>(
             &novel,
         ));
     }
-    let summary = Summary::new(
-        "base2novel",
-        "MaPLe",
-        &ctx.config.name,
-        &ctx.backbone.origin,
-        &ctx.device,
-        rows,
-    );
-    summary.write(&ctx.output_dir)?;
-    log.line(&summary.table());
-    Ok(summary)
+    maple_summary(ctx, "base2novel", rows, &mut log)
 }
 
 /// The targets of the cross-dataset benchmark: the 10 datasets besides ImageNet.
@@ -650,6 +640,16 @@ pub fn cross_dataset<B: AutodiffBackend>(
             Some("target"),
         ));
     }
+    maple_summary(ctx, protocol, rows, &mut log)
+}
+
+/// The MaPLe summary of a protocol run: written to the output folder and logged.
+fn maple_summary<B: AutodiffBackend>(
+    ctx: &Context<'_, B>,
+    protocol: &str,
+    rows: Vec<SummaryRow>,
+    log: &mut RunLog<'_>,
+) -> Result<Summary> {
     let summary = Summary::new(
         protocol,
         "MaPLe",
@@ -709,17 +709,7 @@ pub fn train_and_test<B: AutodiffBackend>(
         &acc,
         None,
     )];
-    let summary = Summary::new(
-        "train",
-        "MaPLe",
-        &ctx.config.name,
-        &ctx.backbone.origin,
-        &ctx.device,
-        rows,
-    );
-    summary.write(&ctx.output_dir)?;
-    log.line(&summary.table());
-    Ok(summary)
+    maple_summary(ctx, "train", rows, &mut log)
 }
 
 /// Evaluates checkpoints (ours or the reference's, see [`ImportSpec`]) of `seeds` on one
@@ -767,17 +757,7 @@ pub fn evaluate_checkpoints<B: AutodiffBackend>(
         &acc,
         None,
     )];
-    let summary = Summary::new(
-        "eval",
-        "MaPLe",
-        &ctx.config.name,
-        &ctx.backbone.origin,
-        &ctx.device,
-        rows,
-    );
-    summary.write(&ctx.output_dir)?;
-    log.line(&summary.table());
-    Ok(summary)
+    maple_summary(ctx, "eval", rows, &mut log)
 }
 
 /// Zero-shot CLIP with the reference's per-dataset templates (`trainers/zsclip.py`):
@@ -931,15 +911,6 @@ pub fn procedural_base_to_novel<B: AutodiffBackend>(
         novel.push(r.accuracy(name, "novel").expect("novel evaluated"));
     }
     let rows = vec![SummaryRow::base_to_novel(name, seeds, &base, &novel)];
-    let summary = Summary::new(
-        "base2novel",
-        "MaPLe",
-        &ctx.config.name,
-        &ctx.backbone.origin,
-        &ctx.device,
-        rows,
-    );
-    summary.write(&ctx.output_dir)?;
-    log.line(&summary.table());
+    let summary = maple_summary(ctx, "base2novel", rows, &mut log)?;
     Ok((summary, zs))
 }
