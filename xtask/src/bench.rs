@@ -233,7 +233,7 @@ fn class_tokens<B: burn::tensor::backend::Backend>(
 ) -> ClassTokens<B> {
     let eot = maple_burn::clip_model::eot_positions(rows);
     let len = eot.iter().max().map_or(1, |m| m + 1);
-    let emb = clip.text.embed_rows(rows, &clip.logit_scale.device());
+    let emb = clip.text.embed_rows(rows, &clip.device());
     let [n, _, w] = emb.dims();
     ClassTokens {
         embeddings: emb.slice([0..n, 0..len, 0..w]),

@@ -431,7 +431,7 @@ fn accuracy(
     style: Style,
     labels: Range<usize>,
 ) -> Result<(f64, [f64; 3])> {
-    let device = clip.logit_scale.device();
+    let device = clip.device();
     let classifier = ZeroShotClassifier::new(
         clip,
         tokenizer,

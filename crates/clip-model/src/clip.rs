@@ -24,6 +24,9 @@ pub struct Clip<B: Backend> {
     pub text: TextTransformer<B>,
     /// Log of the logit scale, `[1]`.
     pub logit_scale: Param<Tensor<B, 1>>,
+    /// The architecture (inferred from the weights when loaded).
+    #[module(skip)]
+    pub config: ClipConfig,
 }
 
 pub use crate::ops::l2_normalize;
@@ -38,6 +41,7 @@ impl<B: Backend> Clip<B> {
                 TensorData::new(vec![(1.0f32 / 0.07).ln()], [1]),
                 device,
             )),
+            config: config.clone(),
         }
         // Linear and LayerNorm initialisers create trainable parameters: freeze them all.
         .no_grad()
@@ -114,9 +118,24 @@ impl<B: Backend> Clip<B> {
                 visual,
                 text,
                 logit_scale,
+                config: config.clone(),
             },
             config,
         ))
+    }
+
+    /// Loads CLIP in one call from `spec`: a safetensors file (OpenAI or Hugging Face
+    /// naming), a folder holding one, or (with the `hub` feature) a Hugging Face hub id
+    /// `owner/name[@revision]`, taken from the local cache or downloaded (see
+    /// [`crate::resolve_weights`]).
+    pub fn pretrained(spec: &str, device: &B::Device) -> Result<Self> {
+        let resolved = crate::resolve_weights(spec)?;
+        Ok(Self::from_safetensors(&resolved.weights, device)?.0)
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> B::Device {
+        self.logit_scale.device()
     }
 
     /// Image features (not normalised).
@@ -132,7 +151,7 @@ impl<B: Backend> Clip<B> {
     /// # Shapes
     /// - `rows`: `n` rows of ids → `[n, embed_dim]`
     pub fn encode_text(&self, rows: &[Vec<u32>]) -> Tensor<B, 2> {
-        let device = self.logit_scale.device();
+        let device = self.device();
         self.text.forward(rows, &device)
     }
 

@@ -43,7 +43,7 @@ impl<B: Backend> ClassTokens<B> {
         let rows = tokenizer.tokenize_batch(&refs, clip.text.context_length(), false)?;
         let eot = clip_model::eot_positions(&rows);
         let len = eot.iter().max().map_or(1, |m| m + 1);
-        let device = clip.logit_scale.device();
+        let device = clip.device();
         let embeddings = clip.text.embed_rows(&rows, &device);
         let [n, _, w] = embeddings.dims();
         let embeddings = embeddings.slice([0..n, 0..len, 0..w]);

@@ -62,7 +62,7 @@ impl<B: Backend> Maple<B> {
     /// text prompts N(0, 0.02), one coupling Linear deep-copied `depth - 1` times. Random
     /// draws use the backend's seeded generator (`B::seed`).
     pub fn new(config: &MapleConfig, clip: &Clip<B>, tokenizer: &Tokenizer) -> Result<Self> {
-        let device = clip.logit_scale.device();
+        let device = clip.device();
         let (dt, dv) = (clip.text.width(), clip.visual.width());
         let layers = clip.text.resblocks.len().min(clip.visual.resblocks.len());
         if config.n_ctx == 0 {

@@ -96,7 +96,7 @@ pub fn evaluate_prompted<B: Backend, P: PromptLearner<B> + Clone>(
     set: &LabelledSet,
     observer: &mut dyn Observer,
 ) -> Result<Accuracy> {
-    let device = clip.logit_scale.device();
+    let device = clip.device();
     let classes = ClassTokens::new(clip, tokenizer, learner.prompt_prefix(), &set.class_names)?;
     let model = PromptedClip {
         clip: clip.clone(),
@@ -118,7 +118,7 @@ pub fn evaluate_zero_shot<B: Backend>(
     set: &LabelledSet,
     observer: &mut dyn Observer,
 ) -> Result<Accuracy> {
-    let device = clip.logit_scale.device();
+    let device = clip.device();
     let classifier = ZeroShotClassifier::new(clip, tokenizer, &set.class_names, templates)?;
     evaluate_with::<B>(name, set, &device, observer, |images| {
         classifier.logits(clip, images)

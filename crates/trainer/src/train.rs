@@ -68,7 +68,7 @@ impl<B: Backend> Backbone<B> {
 
     /// The device the model lives on.
     pub fn device(&self) -> B::Device {
-        self.clip.logit_scale.device()
+        self.clip.device()
     }
 
     /// The image side a run uses: the config's, else the CLIP's resolution.
