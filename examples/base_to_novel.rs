@@ -23,16 +23,13 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
-use indicatif::MultiProgress;
 use maple_burn::backend::{self, TrainBackend};
 use maple_burn::datasets::procedural::{Downstream, DownstreamConfig};
 use maple_burn::datasets::DatasetName;
+use maple_burn::maple_prompts::MethodConfig;
 use maple_burn::trainer::protocol::{self, Context};
 use maple_burn::trainer::results::{SeedStat, Table};
 use maple_burn::trainer::{Backbone, RunConfig, Summary, TrainerError};
-
-#[path = "../crates/trainer/src/progress.rs"]
-mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -85,7 +82,7 @@ impl Args {
             config.optim.lr = lr;
         }
         if let Some(d) = self.depth {
-            config.maple.depth = d;
+            set_depth(config, d);
         }
         if self.no_augment {
             config.train_augment = false;
@@ -106,7 +103,7 @@ fn procedural_config(weights: &str, layers: usize) -> RunConfig {
     c.name = "toy_c2_ep20_batch4_2ctx".into();
     c.description = "procedural world demo".into();
     c.weights = weights.into();
-    c.maple.depth = (layers * 3 / 4).max(2).min(layers);
+    set_depth(&mut c, (layers * 3 / 4).max(2).min(layers));
     c.optim.lr = 0.01;
     c.optim.max_epoch = 20;
     c
@@ -152,13 +149,11 @@ fn print_comparison(title: &str, zero_shot: &Summary, maple: &Summary) {
 }
 
 fn main() -> Result<()> {
-    let multi = MultiProgress::new();
-    progress::init_logging(&multi);
     let args = Args::parse();
+    let observer = &mut maple_ui::terminal();
     let device = backend::device(args.device);
     let described = backend::describe(&device);
     let started = Instant::now();
-    let observer = &mut progress::Bars::new(multi);
 
     match (&args.dataset, &args.data_root) {
         (Some(dataset), Some(root)) => {
@@ -245,7 +240,23 @@ fn main() -> Result<()> {
                 device: described.clone(),
             };
             let seeds = config.seeds.clone();
-            let (maple, zs) = protocol::procedural_base_to_novel(&ctx, &world, &seeds, observer)?;
+            let zs = protocol::procedural_zero_shot(
+                &backbone.valid(),
+                &config,
+                &world,
+                &ctx.output_dir.join("zeroshot"),
+                &described,
+                observer,
+            )?;
+            let maple = protocol::procedural_base_to_novel(
+                &Context {
+                    output_dir: ctx.output_dir.join("maple"),
+                    ..ctx
+                },
+                &world,
+                &seeds,
+                observer,
+            )?;
             let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
             print_comparison(
                 &format!(
@@ -257,7 +268,7 @@ fn main() -> Result<()> {
                     world_config.test_per_class,
                     seeds.join(" "),
                     config.optim.max_epoch,
-                    config.maple.depth,
+                    depth(&config),
                     weights
                 ),
                 &zs,
@@ -270,6 +281,17 @@ fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+fn set_depth(config: &mut RunConfig, d: usize) {
+    let MethodConfig::Maple(m) = &mut config.learner;
+    m.depth = d;
+}
+
+fn depth(config: &RunConfig) -> usize {
+    match &config.learner {
+        MethodConfig::Maple(m) => m.depth,
+    }
 }
 
 /// `weights/toy-clip.safetensors`, relative to the working folder when it is there, else

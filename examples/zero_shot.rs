@@ -41,7 +41,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let _ui = maple_ui::terminal();
     let args = Args::parse();
     let device = backend::device(args.device);
     let resolved = resolve_weights(&args.weights)?;

@@ -1,19 +1,18 @@
-//! maple-burn: CLIP and MaPLe (multi-modal prompt learning, CVPR 2023) in Rust on Burn.
+//! maple-burn: CLIP and MaPLe (multi-modal prompt learning, CVPR 2023) in Rust on Burn,
+//! with the comparison methods of the paper (CoOp, Co-CoOp, IVLP, VPT).
 //!
-//! This facade re-exports the workspace crates and the backend chosen by cargo feature
-//! (`ndarray` (default), `flex`, `wgpu`, `cuda`):
+//! This facade re-exports the workspace crates, and [`backend`] picks the Burn backend by
+//! cargo feature (`ndarray` (default), `flex`, `wgpu`, `cuda`) for binaries and examples:
 //!
 //! - [`clip_model`]: CLIP towers, tokenizer, preprocessing, weight loading, zero-shot.
-//! - [`maple_prompts`]: prompt learners (MaPLe) on a frozen CLIP, checkpoints.
+//! - [`maple_prompts`]: prompt learners on a frozen CLIP, `train_step`, SGD, checkpoints.
 //! - [`datasets`]: the benchmark readers, few-shot sampling, transforms, loading.
-//! - [`trainer`]: training, evaluation, protocols, the `maple` CLI.
-//! - [`parity`]: checks against reference fixtures (used by the tests and `cargo xtask parity`).
+//! - [`trainer`]: the training loop, evaluation, protocols and results.
 #![warn(missing_docs)]
+
+pub mod backend;
 
 pub use clip_model;
 pub use datasets;
 pub use maple_prompts;
 pub use trainer;
-pub use trainer::backend;
-
-pub mod parity;

@@ -1,6 +1,6 @@
 //! Parity with the reference PyTorch implementation on `tests/fixtures/maple-tiny`:
-//! every check of `maple_burn::parity` (the same ones `cargo xtask parity` prints) must
-//! pass on the CPU backend. Tolerances are stated in `maple_burn::parity::Tolerances`
+//! every check of `parity` (the same ones `cargo xtask parity` prints) must
+//! pass on the CPU backend. Tolerances are stated in `parity::Tolerances`
 //! (fp32: activations/features/logits 1e-4 absolute; loss 1e-5 relative; gradients 1e-4
 //! of the tensor's largest gradient; parameters after steps 1e-5; learning rates 1e-12;
 //! token ids exact) and justified by the reference's own fp32-vs-fp64 noise recorded in
@@ -13,7 +13,7 @@
 use std::path::Path;
 
 use burn::backend::{Autodiff, NdArray};
-use maple_burn::parity::{self, CheckResult, Fixture};
+use testkit::parity::{self, CheckResult, Fixture};
 
 type B = Autodiff<NdArray<f32>>;
 

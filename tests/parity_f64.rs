@@ -10,7 +10,7 @@ use std::path::Path;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{DType, Tensor};
-use maple_burn::parity::{self, Fixture};
+use testkit::parity::{self, Fixture};
 
 type B = Autodiff<NdArray<f64>>;
 

@@ -22,14 +22,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Distribution, Tensor};
 use clap::ValueEnum;
 use maple_burn::backend::{describe, device, Backend, TrainBackend};
 use maple_burn::clip_model::tokenizer::Tokenizer;
 use maple_burn::clip_model::{Clip, ClipConfig};
-use maple_burn::maple_prompts::{
-    cross_entropy, ClassTokens, Maple, MapleConfig, PromptedClip, Sgd, SgdConfig,
-};
+use maple_burn::maple_prompts::{ClassTokens, Maple, MapleConfig, PromptedClip, Sgd, SgdConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -239,6 +237,7 @@ fn class_tokens<B: burn::tensor::backend::Backend>(
         embeddings: emb.slice([0..n, 0..len, 0..w]),
         eot,
         rows: rows.to_vec(),
+        name_lens: vec![1; n],
         class_names: (0..n).map(|i| format!("class_{i}")).collect(),
     }
 }
@@ -362,10 +361,7 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
                 Distribution::Normal(0.0, 1.0),
                 &dev,
             );
-            let labels = Tensor::<TrainBackend, 1, Int>::from_data(
-                TensorData::new(labels, [args.batch]),
-                &dev,
-            );
+            let labels: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
             let mut sgd = Sgd::new(SgdConfig::default());
             let len = classes.embeddings.dims()[1];
             eprintln!(
@@ -373,16 +369,9 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
                 workload.name(),
                 setup.elapsed().as_secs_f64()
             );
-            // The optimizer takes the learner by value: hold the model in an Option.
-            let mut model = Some(model);
+            let mut model = model;
             let times = time_it(workload.name(), args.warmup, args.iters, || {
-                let prompted = model.take().expect("the model is put back after each step");
-                let logits = prompted.forward(images.clone(), &classes);
-                let loss = cross_entropy(logits, labels.clone());
-                let grads = loss.backward();
-                let PromptedClip { clip, learner } = prompted;
-                let learner = sgd.step::<TrainBackend, _>(LR, learner, &grads);
-                model = Some(PromptedClip { clip, learner });
+                model.train_step(&mut sgd, LR, images.clone(), &labels, &classes)?;
                 sync::<TrainBackend>(&dev)
             })?;
             (times, len)
@@ -405,7 +394,7 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
                 let out = if workload == Workload::EncodeImages {
                     model.encode_image(images.clone())
                 } else {
-                    model.encode_text(&classes)
+                    model.encode_text(&classes)?
                 };
                 // Make sure the result exists (lazy/asynchronous backends).
                 let _ = out.into_data();

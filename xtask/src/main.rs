@@ -38,7 +38,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let _ui = maple_ui::terminal();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Parity { dir, f64 } => parity::run(&dir, f64),

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use maple_burn::backend::{self, TrainBackend};
-use maple_burn::parity::{self, Fixture};
+use testkit::parity::{self as checks, Fixture};
 
 /// Runs every check; returns whether all passed. `f64` runs them on the CPU backend in
 /// double precision (isolates rounding from logic: see ARCHITECTURE.md, "Parity").
@@ -31,7 +31,7 @@ pub fn run(dir: &Path, f64: bool) -> Result<bool> {
 }
 
 fn report<B: AutodiffBackend>(fx: &Fixture, device: &B::Device) -> Result<bool> {
-    let results = parity::all_checks::<B>(fx, device)?;
+    let results = checks::all_checks::<B>(fx, device)?;
     let mut failed = 0;
     for r in &results {
         println!("{}", r.line());

@@ -9,6 +9,7 @@
 //! per-block [`BlockHook`]; this crate knows no prompt method.
 #![warn(missing_docs)]
 
+pub mod atomic;
 pub mod block;
 pub mod clip;
 pub mod config;

@@ -6,7 +6,7 @@
 //! is written atomically (temporary file in the same folder, then rename).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
@@ -15,6 +15,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{MapleError, Result};
+use crate::method::{AnyLearner, Method, MethodConfig};
+use crate::path::ParamPath;
 use crate::torch_pickle::read_torch_checkpoint;
 
 /// Value of the `format` metadata entry of our checkpoints.
@@ -32,26 +34,26 @@ pub struct NamedTensor {
 /// Every float parameter of a module by path (`proj.weight`, `compound_prompts_text.0`, ...).
 pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, NamedTensor> {
     struct V {
-        path: Vec<String>,
+        path: ParamPath,
         out: BTreeMap<String, NamedTensor>,
     }
     impl<B: Backend> ModuleVisitor<B> for V {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+        fn exit_module(&mut self, _: &str, container: &str) {
+            self.path.exit(container);
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             let data = param.val().into_data().convert::<f32>();
             let shape = data.shape.to_vec();
             let data = data.to_vec::<f32>().expect("f32 data");
             self.out
-                .insert(self.path.join("."), NamedTensor { shape, data });
+                .insert(self.path.current(), NamedTensor { shape, data });
         }
     }
     let mut v = V {
-        path: Vec::new(),
+        path: ParamPath::default(),
         out: BTreeMap::new(),
     };
     module.visit(&mut v);
@@ -59,7 +61,8 @@ pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Na
 }
 
 /// Replaces every float parameter of `module` by the tensor of the same path in `values`
-/// (shapes checked). Missing paths are errors naming `source`; extra entries are errors too.
+/// (shapes checked, values finite). Missing paths are errors naming `source`; extra
+/// entries are errors too.
 /// Parameters keep their ids and their `require_grad` flag.
 pub fn load_named<B: Backend, M: Module<B>>(
     module: M,
@@ -67,23 +70,33 @@ pub fn load_named<B: Backend, M: Module<B>>(
     source: &Path,
 ) -> Result<M> {
     struct L<'a> {
-        path: Vec<String>,
+        path: ParamPath,
         values: &'a BTreeMap<String, NamedTensor>,
         used: Vec<String>,
         error: Option<String>,
     }
     impl<B: Backend> ModuleMapper<B> for L<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+        fn exit_module(&mut self, _: &str, container: &str) {
+            self.path.exit(container);
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            let name = self.path.join(".");
+            let name = self.path.current();
             let (id, tensor, mapper): (ParamId, _, _) = param.consume();
             let shape = tensor.dims().to_vec();
             match self.values.get(&name) {
+                Some(t) if t.shape == shape && t.data.iter().any(|x| !x.is_finite()) => {
+                    let bad = t.data.iter().find(|x| !x.is_finite()).copied();
+                    self.error.get_or_insert_with(|| {
+                        format!(
+                            "tensor `{name}` holds a non-finite value ({}): refusing to load it",
+                            bad.unwrap_or(f32::NAN)
+                        )
+                    });
+                    Param::from_mapped_value(id, tensor, mapper)
+                }
                 Some(t) if t.shape == shape => {
                     self.used.push(name);
                     let grad = tensor.is_require_grad();
@@ -108,7 +121,7 @@ pub fn load_named<B: Backend, M: Module<B>>(
         }
     }
     let mut l = L {
-        path: Vec::new(),
+        path: ParamPath::default(),
         values,
         used: Vec::new(),
         error: None,
@@ -152,24 +165,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MapleError + '_ {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
+/// Writes `bytes` to `path` atomically ([`clip_model::atomic::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    clip_model::atomic::write_atomic(path, bytes)
+        .map_err(|(path, source)| MapleError::Io { path, source })
 }
 
 /// Saves a learner checkpoint atomically.
@@ -299,16 +298,16 @@ pub fn named_grads<AB: burn::tensor::backend::AutodiffBackend, M: Module<AB>>(
     grads: &AB::Gradients,
 ) -> BTreeMap<String, NamedTensor> {
     struct V<'a, AB: burn::tensor::backend::AutodiffBackend> {
-        path: Vec<String>,
+        path: ParamPath,
         grads: &'a AB::Gradients,
         out: BTreeMap<String, NamedTensor>,
     }
     impl<AB: burn::tensor::backend::AutodiffBackend> ModuleVisitor<AB> for V<'_, AB> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
+        fn enter_module(&mut self, name: &str, container: &str) {
+            self.path.enter(name, container);
         }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
+        fn exit_module(&mut self, _: &str, container: &str) {
+            self.path.exit(container);
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
             if let Some(g) = param.val().grad(self.grads) {
@@ -316,12 +315,12 @@ pub fn named_grads<AB: burn::tensor::backend::AutodiffBackend, M: Module<AB>>(
                 let shape = data.shape.to_vec();
                 let data = data.to_vec::<f32>().expect("f32 data");
                 self.out
-                    .insert(self.path.join("."), NamedTensor { shape, data });
+                    .insert(self.path.current(), NamedTensor { shape, data });
             }
         }
     }
     let mut v = V::<AB> {
-        path: Vec::new(),
+        path: ParamPath::default(),
         grads,
         out: BTreeMap::new(),
     };
@@ -376,6 +375,63 @@ pub struct ReferenceCheckpoint {
     pub epoch: Option<i64>,
 }
 
+impl ReferenceCheckpoint {
+    /// The method whose tensors the file holds, recognised from their names.
+    pub fn detect_method(&self) -> Option<Method> {
+        let has = |p: &str| self.params.keys().any(|k| k.starts_with(p));
+        (has("ctx") && (has("proj.") || has("compound_prompts_text."))).then_some(Method::Maple)
+    }
+
+    /// Number of classes the learner was trained for, when its tensors depend on it
+    /// (class-specific contexts); 0 otherwise.
+    pub fn num_classes(&self) -> usize {
+        0
+    }
+
+    /// The settings of the learner in the file: sizes (context length, depth) from the
+    /// tensors, everything else (context words) from `requested`, whose method must be
+    /// the file's.
+    ///
+    /// # Errors
+    /// The file holds another method's tensors, or none that any method knows.
+    pub fn settings_for(&self, requested: &MethodConfig) -> Result<MethodConfig> {
+        let found = self.detect_method().ok_or_else(|| {
+            MapleError::Invalid(format!(
+                "no prompt-learner tensors of a known method (found {:?})",
+                self.params.keys().collect::<Vec<_>>()
+            ))
+        })?;
+        if found != requested.method() {
+            return Err(MapleError::Invalid(format!(
+                "the checkpoint holds a {found} learner, but the method is {}",
+                requested.method()
+            )));
+        }
+        match requested {
+            MethodConfig::Maple(c) => {
+                let n_ctx = self.params.get("ctx").map_or(c.n_ctx, |t| t.shape[0]);
+                let depth = 1 + self
+                    .params
+                    .keys()
+                    .filter(|k| k.starts_with("compound_prompts_text."))
+                    .count();
+                Ok(MethodConfig::Maple(
+                    c.clone().with_n_ctx(n_ctx).with_depth(depth),
+                ))
+            }
+        }
+    }
+
+    /// Loads the file's tensors into `learner` (built from [`Self::settings_for`]).
+    pub fn load_into<B: Backend>(
+        &self,
+        learner: AnyLearner<B>,
+        source: &Path,
+    ) -> Result<AnyLearner<B>> {
+        load_named::<B, _>(learner, &self.params, source)
+    }
+}
+
 /// Reads the learner tensors of a reference checkpoint (`MultiModalPromptLearner/model.pth.tar-N`:
 /// a torch zip pickle whose `state_dict` holds `prompt_learner.*` among frozen CLIP weights).
 /// `token_prefix`/`token_suffix` depend on the class names and are dropped, as the reference's
@@ -401,7 +457,8 @@ pub fn read_reference_checkpoint(path: &Path) -> Result<ReferenceCheckpoint> {
     if params.is_empty() {
         return Err(MapleError::Checkpoint {
             path: path.to_path_buf(),
-            message: "no `prompt_learner.*` tensors in state_dict: not a MaPLe checkpoint".into(),
+            message: "no `prompt_learner.*` tensors in state_dict: not a prompt-learner checkpoint"
+                .into(),
         });
     }
     Ok(ReferenceCheckpoint {

@@ -30,6 +30,22 @@ pub enum MapleError {
         /// What is wrong.
         message: String,
     },
+    /// A loss, logit or parameter that is NaN or infinite.
+    #[error("{what} is {value}: training diverged or the inputs hold NaN/inf; lower the learning rate or check the weights and data")]
+    NonFinite {
+        /// What was checked (e.g. `the loss`).
+        what: String,
+        /// The value found.
+        value: f64,
+    },
+    /// A label outside the class list.
+    #[error("label {label} but only {classes} classes")]
+    Label {
+        /// The label.
+        label: usize,
+        /// Number of classes.
+        classes: usize,
+    },
     /// A reference (PyTorch) checkpoint could not be read.
     #[error(transparent)]
     Torch(#[from] crate::torch_pickle::TorchReadError),

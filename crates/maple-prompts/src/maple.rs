@@ -46,6 +46,9 @@ pub struct Maple<B: Backend> {
     /// The words before the class name in the tokenized prompt.
     #[module(skip)]
     pub prompt_prefix: String,
+    /// The settings it was built with (depth and context length are those of the tensors).
+    #[module(skip)]
+    pub config: MapleConfig,
 }
 
 /// A fresh copy of a Linear layer with new parameter ids (PyTorch's `deepcopy`).
@@ -111,6 +114,7 @@ impl<B: Backend> Maple<B> {
             compound_prompts_text,
             compound_prompt_projections,
             prompt_prefix,
+            config: config.clone(),
         })
     }
 
@@ -166,15 +170,19 @@ impl<B: Backend> PromptLearner<B> for Maple<B> {
         &self.prompt_prefix
     }
 
-    fn text_prompts(&self, classes: &ClassTokens<B>) -> TextPrompts<B> {
-        TextPrompts {
+    fn text_prompts(
+        &self,
+        classes: &ClassTokens<B>,
+        _image_features: Option<&Tensor<B, 2>>,
+    ) -> Result<TextPrompts<B>> {
+        Ok(TextPrompts {
             embeddings: self.prompts(classes),
             eot: classes.eot.clone(),
             deep: deep(
                 PromptAnchor::AfterFirst,
                 self.compound_prompts_text.iter().map(|p| p.val()).collect(),
             ),
-        }
+        })
     }
 
     fn vision_prompts(&self) -> VisionPrompts<B> {
@@ -182,5 +190,11 @@ impl<B: Backend> PromptLearner<B> for Maple<B> {
             shallow: Some(self.shared_ctx()),
             deep: deep(PromptAnchor::End, self.deep_visual_prompts()),
         }
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.config).unwrap_or_default();
+        v["method"] = "maple".into();
+        v
     }
 }

@@ -15,6 +15,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::path::ParamPath;
+
 /// SGD hyper-parameters (reference: `OPTIM.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SgdConfig {
@@ -59,7 +61,7 @@ impl<B: Backend> Sgd<B> {
         M: AutodiffModule<AB>,
     {
         let mut mapper = StepMapper::<AB> {
-            path: Vec::new(),
+            path: ParamPath::default(),
             grads,
             sgd: self,
             lr,
@@ -69,19 +71,19 @@ impl<B: Backend> Sgd<B> {
 }
 
 struct StepMapper<'a, AB: AutodiffBackend> {
-    path: Vec<String>,
+    path: ParamPath,
     grads: &'a AB::Gradients,
     sgd: &'a mut Sgd<AB::InnerBackend>,
     lr: f64,
 }
 
 impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        self.path.enter(name, container);
     }
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _: &str, container: &str) {
+        self.path.exit(container);
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<AB, D>>) -> Param<Tensor<AB, D>> {
@@ -94,7 +96,7 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
         let Some(grad) = grad else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let name = self.path.join(".");
+        let name = self.path.current();
         let SgdConfig {
             momentum,
             weight_decay,

@@ -1,16 +1,26 @@
-//! A frozen CLIP driven by a prompt learner: features, logits and the loss.
+//! A frozen CLIP driven by a prompt learner: features, logits, predictions, the loss and
+//! one training step ([`PromptedClip::train_step`]).
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
-use clip_model::ops::log_softmax;
-use clip_model::Clip;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use clip_model::ops::{log_softmax, softmax};
+use clip_model::tokenizer::Tokenizer;
+use clip_model::{l2_normalize, Clip};
 
+use crate::error::{MapleError, Result};
 use crate::learner::{ClassTokens, PromptLearner};
+use crate::optim::Sgd;
+
+/// Most text sequences an image-conditioned learner sends through the text tower in one
+/// call (images x classes); larger batches are processed in groups of images. Bounds the
+/// activation memory of evaluation with many classes.
+pub const MAX_CONDITIONED_SEQUENCES: usize = 4096;
 
 /// Frozen CLIP + prompt learner. Only the learner's parameters require gradients;
 /// CLIP's are created frozen by clip-model, so the backward pass does no weight-gradient
 /// work for them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PromptedClip<B: Backend, P> {
     /// The frozen CLIP.
     pub clip: Clip<B>,
@@ -18,16 +28,61 @@ pub struct PromptedClip<B: Backend, P> {
     pub learner: P,
 }
 
+/// What one [`PromptedClip::train_step`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepOutput {
+    /// The batch's mean cross-entropy, before the update.
+    pub loss: f64,
+    /// The arg-max class of each image, before the update.
+    pub predictions: Vec<usize>,
+}
+
+impl StepOutput {
+    /// Number of correct predictions for `labels`.
+    pub fn correct(&self, labels: &[usize]) -> usize {
+        self.predictions
+            .iter()
+            .zip(labels)
+            .filter(|(p, y)| p == y)
+            .count()
+    }
+}
+
 impl<B: Backend, P: PromptLearner<B>> PromptedClip<B, P> {
+    /// A frozen CLIP with a prompt learner.
+    pub fn new(clip: Clip<B>, learner: P) -> Self {
+        Self { clip, learner }
+    }
+
+    /// The class prompts of `class_names` for this learner (its prompt prefix).
+    pub fn classes(&self, tokenizer: &Tokenizer, class_names: &[String]) -> Result<ClassTokens<B>> {
+        ClassTokens::new(
+            &self.clip,
+            tokenizer,
+            self.learner.prompt_prefix(),
+            class_names,
+        )
+    }
+
     /// Class text features through the prompted text tower.
+    ///
+    /// # Errors
+    /// For an image-conditioned learner (its text features depend on each image: use
+    /// [`Self::forward`]), or classes the learner cannot prompt.
     ///
     /// # Shapes
     /// - output: `[classes, embed_dim]`
-    pub fn encode_text(&self, classes: &ClassTokens<B>) -> Tensor<B, 2> {
-        let t = self.learner.text_prompts(classes);
-        self.clip
+    pub fn encode_text(&self, classes: &ClassTokens<B>) -> Result<Tensor<B, 2>> {
+        if self.learner.image_conditioned() {
+            return Err(MapleError::Invalid(
+                "this learner's text features depend on the image: use forward".into(),
+            ));
+        }
+        let t = self.learner.text_prompts(classes, None)?;
+        Ok(self
+            .clip
             .text
-            .encode_embeddings(t.embeddings, &t.eot, &t.deep)
+            .encode_embeddings(t.embeddings, &t.eot, &t.deep))
     }
 
     /// Image features through the prompted image tower.
@@ -48,7 +103,8 @@ impl<B: Backend, P: PromptLearner<B>> PromptedClip<B, P> {
         self.clip.visual.encode_tokens(tokens, &v.deep)
     }
 
-    /// Logits of images against precomputed text features.
+    /// Logits of images against precomputed text features (learners whose text does not
+    /// depend on the image).
     ///
     /// # Shapes
     /// - `images`: `[batch, 3, res, res]`, `text_features`: `[classes, embed]` → `[batch, classes]`
@@ -56,12 +112,131 @@ impl<B: Backend, P: PromptLearner<B>> PromptedClip<B, P> {
         self.clip.logits(self.encode_image(images), text_features)
     }
 
-    /// Logits, encoding the class prompts too (training: the prompts depend on the learner).
+    /// Logits, encoding the class prompts too (training: the prompts depend on the
+    /// learner). For an image-conditioned learner each image gets its own class prompts,
+    /// encoded in one text-tower call per group of at most
+    /// [`MAX_CONDITIONED_SEQUENCES`] (image, class) sequences.
     ///
     /// # Shapes
     /// - `images`: `[batch, 3, res, res]` → `[batch, classes]`
-    pub fn forward(&self, images: Tensor<B, 4>, classes: &ClassTokens<B>) -> Tensor<B, 2> {
-        self.logits_with(images, self.encode_text(classes))
+    pub fn forward(&self, images: Tensor<B, 4>, classes: &ClassTokens<B>) -> Result<Tensor<B, 2>> {
+        if !self.learner.image_conditioned() {
+            return Ok(self.logits_with(images, self.encode_text(classes)?));
+        }
+        let image = l2_normalize(self.encode_image(images));
+        let [batch, embed] = image.dims();
+        let per_call = (MAX_CONDITIONED_SEQUENCES / classes.len().max(1)).max(1);
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < batch {
+            let end = (start + per_call).min(batch);
+            let group = image.clone().slice([start..end, 0..embed]);
+            parts.push(self.conditioned_logits(group, classes)?);
+            start = end;
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Tensor::cat(parts, 0)
+        })
+    }
+
+    /// Logits of L2-normalised image features against their own class prompts:
+    /// `logits[b, c] = exp(logit_scale) * <image[b], normalize(text[b, c])>`.
+    fn conditioned_logits(
+        &self,
+        image: Tensor<B, 2>,
+        classes: &ClassTokens<B>,
+    ) -> Result<Tensor<B, 2>> {
+        let [b, e] = image.dims();
+        let c = classes.len();
+        let t = self.learner.text_prompts(classes, Some(&image))?;
+        let text = self
+            .clip
+            .text
+            .encode_embeddings(t.embeddings, &t.eot, &t.deep);
+        let text = l2_normalize(text).reshape([b, c, e]);
+        let scale = self.clip.logit_scale.val().exp().unsqueeze_dim::<3>(0);
+        let logits = text.matmul(image.unsqueeze_dim::<3>(2)) * scale;
+        Ok(logits.reshape([b, c]))
+    }
+
+    /// Class probabilities (softmax of the logits).
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, res, res]` → `[batch, classes]`
+    pub fn probabilities(
+        &self,
+        images: Tensor<B, 4>,
+        classes: &ClassTokens<B>,
+    ) -> Result<Tensor<B, 2>> {
+        Ok(softmax(self.forward(images, classes)?, 1))
+    }
+}
+
+impl<B, P> PromptedClip<B, P>
+where
+    B: AutodiffBackend,
+    P: PromptLearner<B> + AutodiffModule<B>,
+    P::InnerModule: PromptLearner<B::InnerBackend>,
+{
+    /// One training step on a batch: forward, mean cross-entropy, backward, and an SGD
+    /// update of the learner's parameters at learning rate `lr`. CLIP stays unchanged.
+    ///
+    /// # Errors
+    /// A label outside `classes`, a non-finite loss (nothing is updated then), or classes
+    /// the learner cannot prompt.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, res, res]`, `labels`: `batch` class indices
+    pub fn train_step(
+        &mut self,
+        optim: &mut Sgd<B::InnerBackend>,
+        lr: f64,
+        images: Tensor<B, 4>,
+        labels: &[usize],
+        classes: &ClassTokens<B>,
+    ) -> Result<StepOutput> {
+        let [batch, ..] = images.dims();
+        if labels.len() != batch {
+            return Err(MapleError::Invalid(format!(
+                "{} labels for a batch of {batch} images",
+                labels.len()
+            )));
+        }
+        if let Some(&label) = labels.iter().find(|&&y| y >= classes.len()) {
+            return Err(MapleError::Label {
+                label,
+                classes: classes.len(),
+            });
+        }
+        let device = images.device();
+        let logits = self.forward(images, classes)?;
+        let predictions = predictions(logits.clone().inner());
+        let targets: Vec<i64> = labels.iter().map(|&y| y as i64).collect();
+        let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [batch]), &device);
+        let loss = cross_entropy(logits, targets);
+        let value: f64 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return Err(MapleError::NonFinite {
+                what: "the training loss".into(),
+                value,
+            });
+        }
+        let grads = loss.backward();
+        self.learner = optim.step::<B, _>(lr, self.learner.clone(), &grads);
+        Ok(StepOutput {
+            loss: value,
+            predictions,
+        })
+    }
+
+    /// The same model without autodiff, for evaluation (shares the weights).
+    pub fn valid(&self) -> PromptedClip<B::InnerBackend, P::InnerModule> {
+        PromptedClip {
+            clip: self.clip.valid(),
+            learner: self.learner.valid(),
+        }
     }
 }
 
@@ -73,4 +248,14 @@ pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>
     let [b, _] = logits.dims();
     let picked = log_softmax(logits, 1).gather(1, labels.reshape([b, 1]));
     picked.mean().neg()
+}
+
+/// The arg-max class of each row of `logits`, on the host.
+///
+/// # Shapes
+/// - `logits`: `[batch, classes]` → `batch` labels
+pub fn predictions<B: Backend>(logits: Tensor<B, 2>) -> Vec<usize> {
+    let [n, _] = logits.dims();
+    let data = logits.argmax(1).reshape([n]).into_data();
+    data.iter::<i64>().map(|v| v as usize).collect()
 }

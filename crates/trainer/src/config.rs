@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use maple_prompts::{LrSchedule, MapleConfig, SgdConfig};
+use maple_prompts::{LrSchedule, MapleConfig, Method, MethodConfig, SgdConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainerError};
@@ -21,8 +21,8 @@ pub struct RunConfig {
     pub description: String,
     /// Default CLIP weights: a safetensors file, a folder, or a hub id `owner/name`.
     pub weights: String,
-    /// The prompt learner.
-    pub maple: MapleSettings,
+    /// The prompt method and its settings (`{"method": "maple", "n_ctx": 2, ...}`).
+    pub learner: MethodConfig,
     /// Optimizer and schedule.
     pub optim: OptimSettings,
     /// Training images per batch (`DATALOADER.TRAIN_X.BATCH_SIZE`).
@@ -44,18 +44,6 @@ pub struct RunConfig {
 
 fn yes() -> bool {
     true
-}
-
-/// MaPLe hyper-parameters (`TRAINER.MAPLE.*`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MapleSettings {
-    /// Learnable context tokens (`N_CTX`).
-    pub n_ctx: usize,
-    /// Initial context words (`CTX_INIT`); `null` for random init.
-    pub ctx_init: Option<String>,
-    /// Prompt depth J (`PROMPT_DEPTH`).
-    pub depth: usize,
 }
 
 /// SGD and the per-epoch schedule (`OPTIM.*`).
@@ -87,11 +75,12 @@ impl RunConfig {
                 "MaPLe base-to-novel generalisation (reference config vit_b16_c2_ep5_batch4_2ctx)"
                     .into(),
             weights: "openai/clip-vit-base-patch16".into(),
-            maple: MapleSettings {
-                n_ctx: 2,
-                ctx_init: Some("a photo of a".into()),
-                depth: 9,
-            },
+            learner: MethodConfig::Maple(
+                MapleConfig::new()
+                    .with_n_ctx(2)
+                    .with_ctx_init(Some("a photo of a".into()))
+                    .with_depth(9),
+            ),
             optim: OptimSettings {
                 lr: 0.0035,
                 max_epoch: 5,
@@ -116,7 +105,12 @@ impl RunConfig {
         let mut c = Self::base_to_novel();
         c.name = "vit_b16_c2_ep5_batch4_2ctx_cross_datasets".into();
         c.description = "MaPLe cross-dataset transfer and domain generalisation (reference config vit_b16_c2_ep5_batch4_2ctx_cross_datasets)".into();
-        c.maple.depth = 3;
+        c.learner = MethodConfig::Maple(
+            MapleConfig::new()
+                .with_n_ctx(2)
+                .with_ctx_init(Some("a photo of a".into()))
+                .with_depth(3),
+        );
         c.optim.lr = 0.0026;
         c.optim.max_epoch = 2;
         c
@@ -136,51 +130,103 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// Checks values that cannot work.
+    /// The reference's settings for `method` in base-to-novel generalisation (see
+    /// `configs/`): MaPLe as [`RunConfig::base_to_novel`]; the comparison methods with
+    /// their own reference configs.
+    pub fn preset(method: Method) -> Self {
+        match method {
+            Method::Maple => Self::base_to_novel(),
+        }
+    }
+
+    /// Largest batch, evaluation batch and image side accepted: far beyond any real run,
+    /// small enough that a typo cannot ask for a terabyte allocation.
+    pub const MAX_BATCH: usize = 1 << 16;
+    /// Largest image side accepted, in pixels.
+    pub const MAX_IMAGE_SIZE: usize = 1 << 13;
+    /// Largest number of shots per class accepted.
+    pub const MAX_SHOTS: usize = 1 << 20;
+
+    /// Checks values that cannot work, naming the field and the value.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(TrainerError::Invalid(m));
-        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) || self.name == ".." {
             return bad(format!(
                 "config name {:?} must be non-empty and hold no path separator",
                 self.name
             ));
         }
-        if self.maple.n_ctx == 0 {
-            return bad("maple.n_ctx must be at least 1".into());
+        self.learner
+            .validate()
+            .map_err(|e| TrainerError::Invalid(format!("learner: {e}")))?;
+        for (field, v) in [
+            ("batch_size", self.batch_size),
+            ("test_batch_size", self.test_batch_size),
+        ] {
+            if v == 0 || v > Self::MAX_BATCH {
+                return bad(format!(
+                    "{field} must be between 1 and {}, found {v}",
+                    Self::MAX_BATCH
+                ));
+            }
         }
-        if self.maple.depth == 0 {
-            return bad("maple.depth must be at least 1".into());
-        }
-        if self.batch_size == 0 || self.test_batch_size == 0 {
+        if self.shots == 0 || self.shots > Self::MAX_SHOTS {
             return bad(format!(
-                "batch sizes must be positive (batch_size {}, test_batch_size {})",
-                self.batch_size, self.test_batch_size
+                "shots must be between 1 and {}, found {}",
+                Self::MAX_SHOTS,
+                self.shots
             ));
         }
-        if self.optim.max_epoch == 0 {
-            return bad("optim.max_epoch must be at least 1".into());
+        let o = &self.optim;
+        if o.max_epoch == 0 || o.max_epoch > 100_000 {
+            return bad(format!(
+                "optim.max_epoch must be between 1 and 100000, found {}",
+                o.max_epoch
+            ));
         }
-        if !(self.optim.lr.is_finite() && self.optim.lr > 0.0) {
+        if !(o.lr.is_finite() && o.lr > 0.0) {
             return bad(format!(
                 "optim.lr must be a positive number, found {}",
-                self.optim.lr
+                o.lr
+            ));
+        }
+        if !(o.warmup_lr.is_finite() && o.warmup_lr >= 0.0) {
+            return bad(format!(
+                "optim.warmup_lr must be a number >= 0, found {}",
+                o.warmup_lr
+            ));
+        }
+        if !(o.momentum.is_finite() && (0.0..1.0).contains(&o.momentum)) {
+            return bad(format!(
+                "optim.momentum must be in [0, 1), found {}",
+                o.momentum
+            ));
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return bad(format!(
+                "optim.weight_decay must be a number >= 0, found {}",
+                o.weight_decay
             ));
         }
         if self.seeds.is_empty() {
             return bad("seeds must list at least one seed".into());
         }
-        if self.image_size == Some(0) {
-            return bad("image_size must be positive".into());
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(s) = self.seeds.iter().find(|s| !seen.insert(**s)) {
+            return bad(format!(
+                "seed {s} is listed twice in {:?}: each seed is one run",
+                self.seeds
+            ));
+        }
+        if let Some(size) = self.image_size {
+            if size == 0 || size > Self::MAX_IMAGE_SIZE {
+                return bad(format!(
+                    "image_size must be between 1 and {}, found {size}",
+                    Self::MAX_IMAGE_SIZE
+                ));
+            }
         }
         Ok(())
-    }
-
-    /// The learner configuration.
-    pub fn maple_config(&self) -> MapleConfig {
-        MapleConfig::new()
-            .with_n_ctx(self.maple.n_ctx)
-            .with_ctx_init(self.maple.ctx_init.clone())
-            .with_depth(self.maple.depth)
     }
 
     /// The optimizer configuration.
@@ -206,7 +252,7 @@ impl RunConfig {
     /// Two runs may share checkpoints only when these are equal.
     pub fn training_fingerprint(&self) -> serde_json::Value {
         serde_json::json!({
-            "maple": self.maple,
+            "learner": self.learner,
             "optim": self.optim,
             "batch_size": self.batch_size,
             "shots": self.shots,

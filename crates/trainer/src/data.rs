@@ -72,13 +72,3 @@ pub fn labels_tensor<B: Backend>(batch: &Batch, device: &B::Device) -> Tensor<B,
     let labels: Vec<i64> = batch.labels.iter().map(|&y| y as i64).collect();
     Tensor::from_data(TensorData::new(labels, [batch.len()]), device)
 }
-
-/// The arg-max class of each row of `logits`, on the host.
-///
-/// # Shapes
-/// - `logits`: `[batch, classes]` → `batch` labels
-pub fn predictions<B: Backend>(logits: Tensor<B, 2>) -> Vec<usize> {
-    let [n, _] = logits.dims();
-    let data = logits.argmax(1).reshape([n]).into_data();
-    data.iter::<i64>().map(|v| v as usize).collect()
-}

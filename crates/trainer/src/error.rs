@@ -35,6 +35,14 @@ pub enum TrainerError {
         /// Which setting differs, with both values.
         what: String,
     },
+    /// An output folder is in use by another live run.
+    #[error(
+        "{dir} is in use by another running maple process (it holds {dir}/.maple.lock); wait for it to finish or use another --output-dir"
+    )]
+    Locked {
+        /// The folder.
+        dir: PathBuf,
+    },
     /// Training stopped on request (an observer or `stop_after`) after `completed` epochs;
     /// running the same command again continues from there.
     #[error("stopped after epoch {completed} of {total} as asked; run the same command again to continue")]
@@ -44,15 +52,15 @@ pub enum TrainerError {
         /// Epochs the run has in total.
         total: usize,
     },
-    /// A loss that is NaN or infinite.
-    #[error("epoch {epoch}, batch {batch}: the loss is {loss}; lower the learning rate or check the data")]
-    NonFinite {
-        /// 1-based epoch.
-        epoch: usize,
-        /// 0-based batch within the epoch.
-        batch: usize,
-        /// The value.
-        loss: f64,
+    /// A training step or an evaluation failed at a known place (non-finite loss or
+    /// logits, a bad label, ...).
+    #[error("{place}: {source}")]
+    At {
+        /// Where: epoch and batch, or the evaluation's name and batch.
+        place: String,
+        /// What went wrong.
+        #[source]
+        source: maple_prompts::MapleError,
     },
     /// CLIP (weights, tokenizer).
     #[error(transparent)]

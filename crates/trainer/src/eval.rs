@@ -1,8 +1,10 @@
 //! Evaluation: top-1 accuracy over every test image (micro), as Dassl computes it.
 //!
-//! Text features of the classes do not depend on the image for MaPLe and zero-shot CLIP,
-//! so they are encoded once per evaluation and reused for every batch. Run these on a
-//! backend without autodiff (`module.valid()`), so no graph is recorded.
+//! Text features of the classes do not depend on the image for most methods and for
+//! zero-shot CLIP, so they are encoded once per evaluation and reused for every batch;
+//! image-conditioned learners (Co-CoOp) encode their prompts per batch. Logits must be
+//! finite: NaN weights or prompts are an error, never a chance-level accuracy. Run these
+//! on a backend without autodiff (`module.valid()`), so no graph is recorded.
 
 use std::ops::ControlFlow;
 
@@ -10,43 +12,24 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use clip_model::tokenizer::Tokenizer;
 use clip_model::{Clip, ZeroShotClassifier};
-use maple_prompts::{ClassTokens, PromptLearner, PromptedClip};
-use serde::{Deserialize, Serialize};
+use maple_prompts::{predictions, MapleError, PromptLearner, PromptedClip};
 
-use crate::data::{images_tensor, predictions, LabelledSet};
+use crate::data::{images_tensor, LabelledSet};
 use crate::error::{Result, TrainerError};
 use crate::observer::{Event, Observer};
-
-/// Correct predictions out of all images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Accuracy {
-    /// Images classified correctly.
-    pub correct: usize,
-    /// Images evaluated.
-    pub total: usize,
-}
-
-impl Accuracy {
-    /// `100 * correct / total` (0 for no images).
-    pub fn percent(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            100.0 * self.correct as f64 / self.total as f64
-        }
-    }
-}
+pub use crate::stats::Accuracy;
 
 /// Accuracy of `logits` (a classifier of image batches) over `set`.
 ///
 /// # Errors
-/// A batch that fails to load, or a label outside the class list.
+/// A batch that fails to load, a label outside the class list, a classifier error, or
+/// non-finite logits (named with the evaluation and the batch).
 pub fn evaluate_with<B: Backend>(
     name: &str,
     set: &LabelledSet,
     device: &B::Device,
     observer: &mut dyn Observer,
-    mut logits: impl FnMut(Tensor<B, 4>) -> Tensor<B, 2>,
+    mut logits: impl FnMut(Tensor<B, 4>) -> Result<Tensor<B, 2>>,
 ) -> Result<Accuracy> {
     let source = &*set.source;
     let classes = set.class_names.len();
@@ -63,7 +46,18 @@ pub fn evaluate_with<B: Backend>(
                 "{name}: label {y} but only {classes} class names"
             )));
         }
-        let pred = predictions(logits(images_tensor::<B>(&batch, device)));
+        let out = logits(images_tensor::<B>(&batch, device))?;
+        let data = out.to_data().convert::<f32>();
+        if let Some(v) = data.iter::<f32>().find(|v| !v.is_finite()) {
+            return Err(TrainerError::At {
+                place: format!("{name}, batch {i}"),
+                source: MapleError::NonFinite {
+                    what: "a logit".into(),
+                    value: f64::from(v),
+                },
+            });
+        }
+        let pred = predictions(out);
         acc.correct += pred
             .iter()
             .zip(&batch.labels)
@@ -88,23 +82,23 @@ pub fn evaluate_with<B: Backend>(
 
 /// Accuracy of a prompted CLIP over `set`, with prompts built from `set.class_names`
 /// (for novel classes: the trained learner with new class names, as the reference does).
-pub fn evaluate_prompted<B: Backend, P: PromptLearner<B> + Clone>(
+pub fn evaluate_prompted<B: Backend, P: PromptLearner<B>>(
     name: &str,
-    clip: &Clip<B>,
-    learner: &P,
+    model: &PromptedClip<B, P>,
     tokenizer: &Tokenizer,
     set: &LabelledSet,
     observer: &mut dyn Observer,
 ) -> Result<Accuracy> {
-    let device = clip.device();
-    let classes = ClassTokens::new(clip, tokenizer, learner.prompt_prefix(), &set.class_names)?;
-    let model = PromptedClip {
-        clip: clip.clone(),
-        learner: learner.clone(),
-    };
-    let text_features = model.encode_text(&classes);
+    let device = model.clip.device();
+    let classes = model.classes(tokenizer, &set.class_names)?;
+    if model.learner.image_conditioned() {
+        return evaluate_with::<B>(name, set, &device, observer, |images| {
+            Ok(model.forward(images, &classes)?)
+        });
+    }
+    let text_features = model.encode_text(&classes)?;
     evaluate_with::<B>(name, set, &device, observer, |images| {
-        model.logits_with(images, text_features.clone())
+        Ok(model.logits_with(images, text_features.clone()))
     })
 }
 
@@ -121,24 +115,6 @@ pub fn evaluate_zero_shot<B: Backend>(
     let device = clip.device();
     let classifier = ZeroShotClassifier::new(clip, tokenizer, &set.class_names, templates)?;
     evaluate_with::<B>(name, set, &device, observer, |images| {
-        classifier.logits(clip, images)
+        Ok(classifier.logits(clip, images))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accuracy_is_micro_percent() {
-        assert_eq!(
-            Accuracy {
-                correct: 3,
-                total: 4
-            }
-            .percent(),
-            75.0
-        );
-        assert_eq!(Accuracy::default().percent(), 0.0);
-    }
 }

@@ -9,8 +9,7 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::eval::Accuracy;
-use crate::train::EpochStats;
+use crate::stats::{Accuracy, EpochStats};
 
 /// What training and evaluation report.
 #[derive(Debug, Clone, Copy)]

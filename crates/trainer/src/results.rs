@@ -14,13 +14,103 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::Result;
-use crate::eval::Accuracy;
-use crate::train::EpochStats;
+use crate::stats::{Accuracy, EpochStats};
 
 /// Value of the `format` field of a [`SeedResult`].
-pub const SEED_RESULT_FORMAT: &str = "maple-burn/seed-result/v1";
+pub const SEED_RESULT_FORMAT: &str = "maple-burn/seed-result/v2";
 /// Value of the `format` field of a [`Summary`].
-pub const SUMMARY_FORMAT: &str = "maple-burn/summary/v1";
+pub const SUMMARY_FORMAT: &str = "maple-burn/summary/v2";
+
+/// The method identifier of zero-shot CLIP in results (the prompt methods use
+/// [`maple_prompts::Method::as_str`]).
+pub const ZERO_SHOT: &str = "zsclip";
+
+/// The paper's name of a method identifier (`maple` -> `MaPLe`, `zsclip` -> `CLIP`).
+pub fn method_display_name(id: &str) -> String {
+    if id == ZERO_SHOT {
+        return "CLIP".into();
+    }
+    id.parse::<maple_prompts::Method>()
+        .map(|m| m.display_name().to_string())
+        .unwrap_or_else(|_| id.to_string())
+}
+
+/// A protocol, as written in result files and output paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Base-to-novel generalisation.
+    Base2novel,
+    /// One dataset, one class subsample: train and test.
+    Train,
+    /// Cross-dataset transfer.
+    Xd,
+    /// Domain generalisation.
+    Dg,
+    /// Evaluation of saved or imported checkpoints.
+    Eval,
+    /// Zero-shot CLIP.
+    Zeroshot,
+}
+
+impl Protocol {
+    /// The name in files and paths.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Base2novel => "base2novel",
+            Protocol::Train => "train",
+            Protocol::Xd => "xd",
+            Protocol::Dg => "dg",
+            Protocol::Eval => "eval",
+            Protocol::Zeroshot => "zeroshot",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which classes an evaluation chose among.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassSet {
+    /// The first half of the labels.
+    Base,
+    /// The second half.
+    Novel,
+    /// Every class.
+    All,
+}
+
+impl ClassSet {
+    /// The word in files and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClassSet::Base => "base",
+            ClassSet::Novel => "novel",
+            ClassSet::All => "all",
+        }
+    }
+}
+
+impl std::fmt::Display for ClassSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<datasets::Subsample> for ClassSet {
+    fn from(s: datasets::Subsample) -> Self {
+        match s {
+            datasets::Subsample::All => ClassSet::All,
+            datasets::Subsample::Base => ClassSet::Base,
+            datasets::Subsample::New => ClassSet::Novel,
+        }
+    }
+}
 
 /// Rounds to 2 decimals (half away from zero), as `{:.2f}` prints for these values.
 pub fn round2(x: f64) -> f64 {
@@ -41,8 +131,8 @@ pub fn harmonic_mean(base: f64, novel: f64) -> f64 {
 pub struct EvalRecord {
     /// Dataset evaluated.
     pub dataset: String,
-    /// `base`, `novel` or `all`.
-    pub classes: String,
+    /// Which classes.
+    pub classes: ClassSet,
     /// Number of classes the model chose among.
     pub num_classes: usize,
     /// Images classified correctly.
@@ -55,10 +145,10 @@ pub struct EvalRecord {
 
 impl EvalRecord {
     /// A record from an accuracy.
-    pub fn new(dataset: &str, classes: &str, num_classes: usize, acc: &Accuracy) -> Self {
+    pub fn new(dataset: &str, classes: ClassSet, num_classes: usize, acc: &Accuracy) -> Self {
         EvalRecord {
             dataset: dataset.into(),
-            classes: classes.into(),
+            classes,
             num_classes,
             correct: acc.correct,
             total: acc.total,
@@ -88,8 +178,10 @@ pub struct TrainRecord {
 pub struct SeedResult {
     /// [`SEED_RESULT_FORMAT`].
     pub format: String,
-    /// `base2novel`, `train`, `xd`, `eval`, `zeroshot`.
-    pub protocol: String,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The method identifier (`maple`, `coop`, `cocoop`, `ivlp`, `vpt`).
+    pub method: String,
     /// The dataset trained on (or evaluated, without training).
     pub dataset: String,
     /// The seed.
@@ -109,7 +201,7 @@ pub struct SeedResult {
 
 impl SeedResult {
     /// The accuracy of the evaluation of `dataset` on `classes`, if it was made.
-    pub fn accuracy(&self, dataset: &str, classes: &str) -> Option<f64> {
+    pub fn accuracy(&self, dataset: &str, classes: ClassSet) -> Option<f64> {
         self.evals
             .iter()
             .find(|e| e.dataset == dataset && e.classes == classes)
@@ -229,9 +321,9 @@ pub struct AverageRow {
 pub struct Summary {
     /// [`SUMMARY_FORMAT`].
     pub format: String,
-    /// `base2novel`, `xd`, `dg`, `train`, `eval`, `zeroshot`.
-    pub protocol: String,
-    /// Method evaluated, e.g. `MaPLe` or `CLIP (zero-shot)`.
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The method identifier: `maple`, `coop`, `cocoop`, `ivlp`, `vpt`, or [`ZERO_SHOT`].
     pub method: String,
     /// Config name.
     pub config: String,
@@ -248,7 +340,7 @@ pub struct Summary {
 impl Summary {
     /// A summary of `rows`, with the average computed as the module docs say.
     pub fn new(
-        protocol: &str,
+        protocol: Protocol,
         method: &str,
         config: &str,
         weights: &str,
@@ -258,7 +350,7 @@ impl Summary {
         let average = average(&rows);
         Summary {
             format: SUMMARY_FORMAT.into(),
-            protocol: protocol.into(),
+            protocol,
             method: method.into(),
             config: config.into(),
             weights: weights.into(),
@@ -338,7 +430,7 @@ impl Summary {
         format!(
             "{} — {} ({}), weights {}, {}\n{}",
             self.protocol,
-            self.method,
+            method_display_name(&self.method),
             self.config,
             self.weights,
             self.device,
@@ -384,16 +476,15 @@ fn average(rows: &[SummaryRow]) -> Option<AverageRow> {
 
 /// Writes pretty JSON atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("results serialise");
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::error::TrainerError::Invalid(format!("{}: {e}", path.display())))?;
     write_text(path, &format!("{text}\n"))
 }
 
-/// Writes text atomically (temporary file, then rename).
+/// Writes text atomically ([`clip_model::atomic::write_atomic`]).
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    Ok(maple_prompts::checkpoint::write_atomic(
-        path,
-        text.as_bytes(),
-    )?)
+    clip_model::atomic::write_atomic(path, text.as_bytes())
+        .map_err(|(path, source)| crate::error::TrainerError::Io { path, source })
 }
 
 /// A plain text table with left-aligned first column and right-aligned others.
@@ -475,7 +566,7 @@ mod tests {
             SummaryRow::base_to_novel("a", &[1], &[90.0], &[50.0]),
             SummaryRow::base_to_novel("b", &[1], &[70.0], &[70.0]),
         ];
-        let s = Summary::new("base2novel", "MaPLe", "c", "w", "d", rows);
+        let s = Summary::new(Protocol::Base2novel, "maple", "c", "w", "d", rows);
         let a = s.average.clone().unwrap();
         assert_eq!((a.base, a.novel), (Some(80.0), Some(60.0)));
         assert_eq!(a.hm, Some(68.57));

@@ -1,8 +1,17 @@
 //! The configuration files under `configs/` hold the reference's settings, equal to the presets.
 
-mod common;
+use testkit::trees as common;
 
+use maple_prompts::{MapleConfig, MethodConfig};
 use trainer::RunConfig;
+
+fn maple(c: &RunConfig) -> &MapleConfig {
+    match &c.learner {
+        MethodConfig::Maple(m) => m,
+        #[allow(unreachable_patterns)]
+        other => panic!("expected MaPLe, found {other:?}"),
+    }
+}
 
 #[test]
 fn config_files_equal_the_reference_presets() {
@@ -15,8 +24,8 @@ fn config_files_equal_the_reference_presets() {
     let b2n = RunConfig::base_to_novel();
     assert_eq!(
         (
-            b2n.maple.n_ctx,
-            b2n.maple.depth,
+            maple(&b2n).n_ctx,
+            maple(&b2n).depth,
             b2n.optim.lr,
             b2n.optim.max_epoch
         ),
@@ -33,7 +42,7 @@ fn config_files_equal_the_reference_presets() {
     );
     let xd = RunConfig::cross_dataset();
     assert_eq!(
-        (xd.maple.depth, xd.optim.lr, xd.optim.max_epoch),
+        (maple(&xd).depth, xd.optim.lr, xd.optim.max_epoch),
         (3, 0.0026, 2)
     );
 }

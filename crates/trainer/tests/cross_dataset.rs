@@ -2,10 +2,10 @@
 //! on the source and on targets with all their classes; targets added later are
 //! evaluated without retraining.
 
-mod common;
+use testkit::trees as common;
 
+use common::backend::{self, TrainBackend};
 use datasets::DatasetName;
-use trainer::backend::{self, TrainBackend};
 use trainer::protocol::{self, Context};
 use trainer::{Backbone, SeedResult, Silent};
 
@@ -30,7 +30,7 @@ fn imagenet_source_transfers_to_targets_and_new_targets_reuse_the_training() {
 
     let s = protocol::cross_dataset(
         &ctx,
-        "xd",
+        trainer::Protocol::Xd,
         &data,
         DatasetName::ImageNet,
         &[DatasetName::ImageNetR],
@@ -58,7 +58,7 @@ fn imagenet_source_transfers_to_targets_and_new_targets_reuse_the_training() {
     // Another target: evaluated with the saved learner, no new training.
     let s2 = protocol::cross_dataset(
         &ctx,
-        "xd",
+        trainer::Protocol::Xd,
         &data,
         DatasetName::ImageNet,
         &[DatasetName::ImageNetR, DatasetName::EuroSat],
@@ -99,7 +99,7 @@ fn imagenet_source_transfers_to_targets_and_new_targets_reuse_the_training() {
     };
     let s3 = protocol::cross_dataset(
         &ctx3,
-        "dg",
+        trainer::Protocol::Dg,
         &targets_only,
         DatasetName::ImageNet,
         &[DatasetName::ImageNetR],

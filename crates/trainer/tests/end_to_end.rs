@@ -2,12 +2,12 @@
 //! its real layout (split json + PNGs): training, evaluation, output files, skipping
 //! completed runs, and importing a reference checkpoint.
 
-mod common;
+use testkit::trees as common;
 
 use std::path::Path;
 
+use common::backend::{self, TrainBackend};
 use datasets::{DatasetName, Subsample};
-use trainer::backend::{self, TrainBackend};
 use trainer::protocol::{self, Context, ImportSpec};
 use trainer::{Backbone, RunConfig, SeedResult, Silent, Summary};
 
@@ -85,9 +85,11 @@ fn base_to_novel_trains_tests_both_halves_and_writes_every_output() {
         train.checkpoint.as_deref(),
         Some("checkpoints/learner-epoch3.safetensors")
     );
+    // Only the last checkpoint is kept (besides the folder's lock file).
     let ckpts: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| n != trainer::lock::LOCK_FILE)
         .collect();
     assert_eq!(
         ckpts,
@@ -215,7 +217,7 @@ fn reference_checkpoints_import_in_one_call() {
         epoch: Some(7),
     };
     let err = missing
-        .resolve("eurosat", 1, Some("base"))
+        .resolve("eurosat", 1, Some(trainer::ClassSet::Base))
         .unwrap_err()
         .to_string();
     assert!(

@@ -1,12 +1,12 @@
 //! The procedural world as batch sources: epochs are a pure function of (seed, epoch),
 //! the base/novel sets follow the protocol, and the whole protocol runs on it.
 
-mod common;
+use testkit::trees as common;
 
 use std::sync::Arc;
 
+use common::backend::{self, TrainBackend};
 use datasets::procedural::{Downstream, DownstreamConfig};
-use trainer::backend::{self, TrainBackend};
 use trainer::procedural::{base_to_novel_sets, ProceduralSplit};
 use trainer::protocol::{self, Context};
 use trainer::{Backbone, BatchSource, Silent};
@@ -89,14 +89,26 @@ fn the_protocol_runs_on_the_procedural_world() {
         stop_after: None,
         device: "test".into(),
     };
-    let (maple, zs) =
-        protocol::procedural_base_to_novel(&ctx, &world(), &[1], &mut Silent).unwrap();
+    let world = world();
+    let maple = protocol::procedural_base_to_novel(&ctx, &world, &[1], &mut Silent).unwrap();
+    let zs = protocol::procedural_zero_shot(
+        &backbone.valid(),
+        &config,
+        &world,
+        &tmp.path().join("zeroshot"),
+        "test",
+        &mut Silent,
+    )
+    .unwrap();
     for s in [&maple, &zs] {
         let r = &s.rows[0];
         assert_eq!(r.dataset, "procedural");
         assert!(r.base.is_some() && r.novel.is_some() && r.hm.is_some());
     }
-    assert_eq!(zs.method, "CLIP (zero-shot)");
+    assert_eq!(
+        (maple.method.as_str(), zs.method.as_str()),
+        ("maple", "zsclip")
+    );
     assert!(
         tmp.path().join("results.json").is_file()
             && tmp.path().join("zeroshot/results.json").is_file()

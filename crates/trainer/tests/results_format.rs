@@ -1,6 +1,6 @@
 //! The results files: JSON field names and the text table, pinned.
 
-use trainer::results::{Summary, SummaryRow, SUMMARY_FORMAT};
+use trainer::results::{Protocol, Summary, SummaryRow, SUMMARY_FORMAT};
 
 fn b2n() -> Summary {
     let rows = vec![
@@ -13,8 +13,8 @@ fn b2n() -> Summary {
         SummaryRow::base_to_novel("dtd", &[1, 2, 3], &[80.0, 81.0, 82.0], &[59.0, 60.0, 61.0]),
     ];
     Summary::new(
-        "base2novel",
-        "MaPLe",
+        Protocol::Base2novel,
+        "maple",
         "vit_b16_c2_ep5_batch4_2ctx",
         "hub:openai/clip-vit-base-patch16",
         "ndarray (cpu) Cpu",
@@ -66,7 +66,7 @@ fn transfer_summaries_average_the_targets_only() {
         SummaryRow::accuracy("caltech101", &[1], &[93.0], Some("target")),
         SummaryRow::accuracy("dtd", &[1], &[45.0], Some("target")),
     ];
-    let s = Summary::new("xd", "MaPLe", "c", "w", "d", rows);
+    let s = Summary::new(Protocol::Xd, "maple", "c", "w", "d", rows);
     assert_eq!(s.average.as_ref().unwrap().accuracy, Some(69.0));
     assert_eq!(s.average.as_ref().unwrap().datasets, 2);
     let t = s.table();

@@ -2,14 +2,14 @@
 //! debris of a killed checkpoint write and a stale older checkpoint, ends with the same
 //! prompts, momentum and accuracies, bit for bit, as a run that was never stopped.
 
-mod common;
+use testkit::trees as common;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use common::backend::{self, TrainBackend};
 use datasets::DatasetName;
-use trainer::backend::{self, TrainBackend};
 use trainer::protocol::{self, Context};
 use trainer::{Backbone, Event, SeedResult, Silent, TrainerError};
 
@@ -68,7 +68,7 @@ fn a_stopped_run_resumes_to_the_same_prompts_and_accuracies_bit_for_bit() {
 
     // A write killed half-way leaves a temporary file; then an observer stops after epoch 3.
     std::fs::write(
-        ckpt_dir.join(".learner-epoch2.safetensors.tmp99999"),
+        ckpt_dir.join(".learner-epoch2.safetensors.k1ll3d.tmp"),
         b"partial",
     )
     .unwrap();
@@ -90,7 +90,7 @@ fn a_stopped_run_resumes_to_the_same_prompts_and_accuracies_bit_for_bit() {
     );
     assert!(
         !ckpt_dir
-            .join(".learner-epoch2.safetensors.tmp99999")
+            .join(".learner-epoch2.safetensors.k1ll3d.tmp")
             .exists(),
         "stale temporary kept"
     );
@@ -123,6 +123,7 @@ fn a_stopped_run_resumes_to_the_same_prompts_and_accuracies_bit_for_bit() {
     let left: Vec<_> = std::fs::read_dir(&ckpt_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| n != trainer::lock::LOCK_FILE)
         .collect();
     assert_eq!(
         left,

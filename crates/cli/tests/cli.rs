@@ -1,7 +1,7 @@
 //! The `maple` binary: argument errors say what was expected, `data` prints the splits,
 //! and a protocol run stopped with `--stop-after` continues when the command is repeated.
 
-mod common;
+use testkit::trees as common;
 
 use std::path::Path;
 use std::process::{Command, Output};

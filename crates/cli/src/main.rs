@@ -6,16 +6,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, Parser, Subcommand};
-use datasets::{DatasetName, Subsample};
-use indicatif::MultiProgress;
-use trainer::backend::{self, TrainBackend};
-use trainer::protocol::{
+use maple_burn::backend::{self, TrainBackend};
+use maple_burn::datasets::{self, DatasetName, Subsample};
+use maple_burn::trainer::protocol::{
     self, Context, ImportSpec, CROSS_DATASET_TARGETS, DOMAIN_GENERALISATION_TARGETS,
 };
-use trainer::{Backbone, RunConfig, Summary, TrainerError};
-
-mod progress;
-use progress::{init_logging, Bars};
+use maple_burn::trainer::{self, Backbone, Protocol, RunConfig, Summary, TrainerError};
+use maple_ui::Bars;
 
 #[derive(Parser)]
 #[command(
@@ -307,9 +304,7 @@ fn with_context(
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let multi = MultiProgress::new();
-    init_logging(&multi);
-    let mut bars = Bars::new(multi);
+    let mut bars = maple_ui::terminal();
     match cli.command {
         Command::Data(a) => {
             let json = datasets::data_json(a.dataset, &a.root, a.shots, a.seed, a.subsample)?;
@@ -361,10 +356,10 @@ fn run(cli: Cli) -> Result<()> {
             let config = load_config(&a.common, RunConfig::cross_dataset())?;
             let root = data_root(&a.common)?;
             let seeds = config.seeds.clone();
-            let (name, default_targets): (&str, &[DatasetName]) = if a.dg {
-                ("dg", &DOMAIN_GENERALISATION_TARGETS)
+            let (name, default_targets): (Protocol, &[DatasetName]) = if a.dg {
+                (Protocol::Dg, &DOMAIN_GENERALISATION_TARGETS)
             } else {
-                ("xd", &CROSS_DATASET_TARGETS)
+                (Protocol::Xd, &CROSS_DATASET_TARGETS)
             };
             let targets = a
                 .targets
@@ -380,7 +375,7 @@ fn run(cli: Cli) -> Result<()> {
                 path,
                 epoch: a.load_epoch,
             });
-            with_context(&a.common, &config, name, &mut bars, |ctx, obs| {
+            with_context(&a.common, &config, name.as_str(), &mut bars, |ctx, obs| {
                 protocol::cross_dataset(
                     ctx,
                     name,

@@ -1,12 +1,12 @@
-//! Shared test helpers: the tiny fixture CLIP, a tiny EuroSAT tree in its real layout,
-//! and a tiny run configuration.
-#![allow(dead_code)]
+//! Shared test helpers: the tiny fixture CLIP, small dataset trees in their real layout,
+//! a tiny run configuration, and the backend the tests run on.
 
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
+use maple_prompts::{MapleConfig, MethodConfig};
 use serde_json::json;
-use trainer::config::{MapleSettings, OptimSettings};
+use trainer::config::OptimSettings;
 use trainer::RunConfig;
 
 /// The workspace root.
@@ -77,11 +77,12 @@ pub fn tiny_config() -> RunConfig {
         name: "tiny".into(),
         description: "test".into(),
         weights: tiny_clip().display().to_string(),
-        maple: MapleSettings {
-            n_ctx: 2,
-            ctx_init: Some("a photo of a".into()),
-            depth: 3,
-        },
+        learner: MethodConfig::Maple(
+            MapleConfig::new()
+                .with_n_ctx(2)
+                .with_ctx_init(Some("a photo of a".into()))
+                .with_depth(3),
+        ),
         optim: OptimSettings {
             lr: 0.05,
             max_epoch: 3,
@@ -157,5 +158,23 @@ pub fn imagenet_r_tree(root: &Path, n: usize) {
                 100 + i as u32,
             );
         }
+    }
+}
+
+/// The backend of these tests: the library chooses none, so the tests pick the CPU one.
+pub mod backend {
+    /// Inference backend.
+    pub type Backend = burn::backend::NdArray<f32>;
+    /// Training backend.
+    pub type TrainBackend = burn::backend::Autodiff<Backend>;
+
+    /// The CPU device (the index is ignored).
+    pub fn device(_index: usize) -> burn::backend::ndarray::NdArrayDevice {
+        Default::default()
+    }
+
+    /// A short description for summaries.
+    pub fn describe(device: &burn::backend::ndarray::NdArrayDevice) -> String {
+        format!("ndarray (cpu) {device:?}")
     }
 }

@@ -1,7 +1,7 @@
 //! The one place where a concrete Burn backend is chosen, by cargo feature.
 //!
-//! Library code stays generic over `B: Backend`; binaries, examples, the xtask and
-//! tests use [`Backend`] (inference) and [`TrainBackend`] (autodiff) from here.
+//! Library code stays generic over `B: Backend`; binaries, examples and the xtask
+//! use [`Backend`] (inference) and [`TrainBackend`] (autodiff) from here.
 //! Priority when several features are on: `cuda` > `wgpu` > `flex` > `ndarray`.
 
 #[cfg(feature = "cuda")]

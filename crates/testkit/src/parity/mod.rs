@@ -5,7 +5,8 @@
 //! Every check yields a [`CheckResult`] (`<name> max_abs_err=<x> tol=<t> PASS|FAIL`).
 //! Dimensions, class names and seeds come from the folder's files; tolerances from
 //! its optional `tolerances.json`, else the project's standard ones ([`Tolerances`]).
-//! The test suite and `cargo xtask parity DIR` run the same functions.
+//! The test suite (`tests/parity*.rs`) and `cargo xtask parity DIR` run the same
+//! functions.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -1,13 +1,12 @@
-//! Terminal progress for the `maple` binary and the examples (not part of the library,
-//! which prints nothing): indicatif bars driven by the trainer's [`Event`]s, and a logger
-//! that prints `log` records around the bars.
-//!
-//! Binaries include this file with `mod progress;` (the `maple` CLI) or
-//! `#[path = ".../crates/trainer/src/progress.rs"] mod progress;` (examples).
+//! The terminal UI of the `maple` binary, the examples and the xtask (the libraries print
+//! nothing): indicatif progress bars driven by the trainer's [`Event`]s, and an
+//! `env_logger` logger routed around the bars by `indicatif-log-bridge`.
 
 use std::ops::ControlFlow;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+pub use indicatif::MultiProgress;
+
+use indicatif::{ProgressBar, ProgressStyle};
 use trainer::{Event, Observer};
 
 /// Progress bars from the library's events; plain lines when stderr is not a terminal.
@@ -109,39 +108,23 @@ impl Observer for Bars {
     }
 }
 
-/// Routes `log` records around the progress bars.
-struct BarLogger {
-    inner: env_logger::Logger,
-    multi: MultiProgress,
-}
-
-impl log::Log for BarLogger {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        self.inner.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if self.inner.matches(record) {
-            self.multi.suspend(|| self.inner.log(record));
-        }
-    }
-
-    fn flush(&self) {
-        self.inner.flush();
-    }
-}
-
 /// Installs the `RUST_LOG`-filtered logger (default `warn`) that prints around `multi`.
+/// A second call (or another logger already installed) leaves the first in place.
 pub fn init_logging(multi: &MultiProgress) {
-    let inner =
+    let logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).build();
-    let level = inner.filter();
-    if log::set_boxed_logger(Box::new(BarLogger {
-        inner,
-        multi: multi.clone(),
-    }))
-    .is_ok()
+    let level = logger.filter();
+    if indicatif_log_bridge::LogWrapper::new(multi.clone(), logger)
+        .try_init()
+        .is_ok()
     {
         log::set_max_level(level);
     }
+}
+
+/// Progress bars with the logger installed: what a binary calls first.
+pub fn terminal() -> Bars {
+    let multi = MultiProgress::new();
+    init_logging(&multi);
+    Bars::new(multi)
 }

@@ -191,7 +191,7 @@ pub fn maple_checks<B: AutodiffBackend>(
         );
     }
 
-    let t = model.learner.text_prompts(&classes);
+    let t = model.learner.text_prompts(&classes, None)?;
     let rec = Recorder::new(&t.deep);
     let text = model
         .clip
@@ -296,7 +296,7 @@ pub fn maple_checks<B: AutodiffBackend>(
         &mut out,
         "maple.forward.logits",
         compare(
-            model.forward(images.clone(), &classes),
+            model.forward(images.clone(), &classes)?,
             &fwd,
             "maple.logits",
         )?,
@@ -355,7 +355,7 @@ pub fn maple_checks<B: AutodiffBackend>(
                 })
                 .collect();
         }
-        let logits = model.forward(images.clone(), &classes);
+        let logits = model.forward(images.clone(), &classes)?;
         push(
             &mut out,
             format!("step{k}.logits"),
@@ -430,10 +430,9 @@ pub fn maple_checks<B: AutodiffBackend>(
     let forced = model.learner.clone();
     model.learner = initial_learner(fx, &cfg, &model.clip, &tok, &init_params)?;
     let mut free_sgd = Sgd::<B::InnerBackend>::new(sgd_cfg);
+    let labels_host: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
     for k in 1..=n_steps {
-        let loss = cross_entropy(model.forward(images.clone(), &classes), label_t.clone());
-        let grads = loss.backward();
-        model.learner = free_sgd.step::<B, _>(lr, model.learner, &grads);
+        model.train_step(&mut free_sgd, lr, images.clone(), &labels_host, &classes)?;
         let want = learner_tensors(&steps, &format!("step{k}.param."), &trainable)?;
         push(
             &mut out,
@@ -555,16 +554,20 @@ pub fn maple_checks<B: AutodiffBackend>(
             (schedule.lr_at(e - 1) - lr_ref).abs(),
             tol.lr,
         );
-        let loss = cross_entropy(model.forward(images.clone(), &classes), label_t.clone());
+        let step = model.train_step(
+            &mut sgd,
+            schedule.lr_at(e - 1),
+            images.clone(),
+            &labels_host,
+            &classes,
+        )?;
         let ref_loss = steps.scalar_f64(&format!("sched_run.epoch{e}.loss"))?;
         push(
             &mut out,
             format!("step.sched_run.epoch{e}.loss (relative)"),
-            (host(loss.clone()).1[0] as f64 - ref_loss).abs() / ref_loss.abs(),
+            (step.loss - ref_loss).abs() / ref_loss.abs(),
             tol.loss_rel,
         );
-        let grads = loss.backward();
-        model.learner = sgd.step::<B, _>(schedule.lr_at(e - 1), model.learner, &grads);
         let want = learner_tensors(&steps, &format!("sched_run.epoch{e}.param."), &trainable)?;
         push(
             &mut out,
@@ -582,9 +585,9 @@ pub fn maple_checks<B: AutodiffBackend>(
         learner: model.learner.valid(),
     };
     let inner_classes = classes.to_backend::<B::InnerBackend>(&images.device());
-    let eval_logits = inner.forward(images.clone().inner(), &inner_classes);
+    let eval_logits = inner.forward(images.clone().inner(), &inner_classes)?;
     let (ls, lv) = host(eval_logits);
-    let (ts, tv) = host(model.forward(images, &classes));
+    let (ts, tv) = host(model.forward(images, &classes)?);
     push(
         &mut out,
         "maple.eval-matches-train-graph",

@@ -1,0 +1,8 @@
+//! Test support for maple-burn (not published): the parity checks against the reference
+//! PyTorch fixtures ([`parity`], used by `tests/` and `cargo xtask parity`), and small
+//! dataset trees, the tiny fixture CLIP and tiny run configurations for the trainer and
+//! CLI tests ([`trees`]).
+#![warn(missing_docs)]
+
+pub mod parity;
+pub mod trees;

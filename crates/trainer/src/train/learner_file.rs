@@ -1,0 +1,123 @@
+//! Loading a trained learner from a file: one of this project's checkpoints (the file says
+//! which method and settings built it) or a checkpoint of the reference implementation
+//! (`model.pth.tar-N`, read without executing anything).
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use maple_prompts::checkpoint::{load_checkpoint, read_reference_checkpoint};
+use maple_prompts::{AnyLearner, MethodConfig};
+
+use crate::config::RunConfig;
+use crate::error::{io, Result, TrainerError};
+use crate::train::Backbone;
+
+/// How a learner checkpoint to evaluate was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointKind {
+    /// This project's learner checkpoint (`learner-epochN.safetensors`).
+    Ours,
+    /// The reference implementation's `model.pth.tar-N`.
+    Reference,
+}
+
+/// Whether `path` is a reference (PyTorch) checkpoint or one of ours, by its first bytes.
+pub fn checkpoint_kind(path: &Path) -> Result<CheckpointKind> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let n = f.read(&mut head).map_err(io(path))?;
+    // torch.save writes a zip archive ("PK\x03\x04"); old torch a raw pickle (0x80 protocol byte).
+    Ok(
+        if (n >= 2 && &head[..2] == b"PK") || (n >= 1 && head[0] == 0x80) {
+            CheckpointKind::Reference
+        } else {
+            CheckpointKind::Ours
+        },
+    )
+}
+
+/// A learner loaded from a file, with what the file says about it.
+#[derive(Debug)]
+pub struct LoadedLearner<B: Backend> {
+    /// The learner.
+    pub learner: AnyLearner<B>,
+    /// The settings that built it.
+    pub settings: MethodConfig,
+    /// The epoch recorded in the file.
+    pub epoch: Option<usize>,
+}
+
+/// Loads a learner to evaluate from `path`: one of our checkpoints (its own method and
+/// settings are used) or a reference `model.pth.tar-N` (its method is recognised from the
+/// tensor names and must be `config`'s method; sizes are read from the tensors and the
+/// context words come from `config`).
+///
+/// # Errors
+/// A file that is neither kind, a method other than `config`'s, tensors that do not fit.
+pub fn load_learner<B: Backend>(
+    path: &Path,
+    backbone: &Backbone<B>,
+    config: &RunConfig,
+) -> Result<LoadedLearner<B>> {
+    let wanted = config.learner.method();
+    match checkpoint_kind(path)? {
+        CheckpointKind::Ours => {
+            let bytes = std::fs::read(path).map_err(io(path))?;
+            let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+                TrainerError::Config {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "neither a reference checkpoint nor a safetensors learner checkpoint: {e}"
+                    ),
+                }
+            })?;
+            let meta = header.metadata().clone().unwrap_or_default();
+            let unreadable = |what: &str| TrainerError::Config {
+                path: path.to_path_buf(),
+                message: format!("no readable `{what}` metadata: not a learner checkpoint"),
+            };
+            let settings: serde_json::Value = meta
+                .get("config")
+                .and_then(|c| serde_json::from_str(c).ok())
+                .ok_or_else(|| unreadable("config"))?;
+            let settings = MethodConfig::from_settings(&settings)?;
+            if settings.method() != wanted {
+                return Err(TrainerError::Config {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "this checkpoint holds a {} learner, but the method is {wanted}",
+                        settings.method()
+                    ),
+                });
+            }
+            let classes: Vec<String> = meta
+                .get("class_names")
+                .and_then(|c| serde_json::from_str(c).ok())
+                .ok_or_else(|| unreadable("class_names"))?;
+            let fresh = settings.init(&backbone.clip, &backbone.tokenizer, classes.len())?;
+            let (learner, state) = load_checkpoint::<B, _>(path, fresh)?;
+            Ok(LoadedLearner {
+                learner,
+                settings,
+                epoch: Some(state.epoch),
+            })
+        }
+        CheckpointKind::Reference => {
+            let r = read_reference_checkpoint(path)?;
+            let settings = r
+                .settings_for(&config.learner)
+                .map_err(|e| TrainerError::Config {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            let fresh = settings.init(&backbone.clip, &backbone.tokenizer, r.num_classes())?;
+            let learner = r.load_into::<B>(fresh, path)?;
+            Ok(LoadedLearner {
+                learner,
+                settings,
+                epoch: r.epoch.and_then(|e| usize::try_from(e).ok()),
+            })
+        }
+    }
+}
