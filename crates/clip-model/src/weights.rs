@@ -108,7 +108,16 @@ pub fn read_safetensors(
         path: path.to_path_buf(),
         source,
     })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ClipError::Safetensors {
+    read_safetensors_bytes(&bytes, path, skip_non_float)
+}
+
+/// [`read_safetensors`] on the bytes of a file; `path` only names it in errors.
+pub fn read_safetensors_bytes(
+    bytes: &[u8],
+    path: &Path,
+    skip_non_float: &[&str],
+) -> Result<BTreeMap<String, HostTensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| ClipError::Safetensors {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -152,9 +161,18 @@ pub fn detect_naming<'a>(mut keys: impl Iterator<Item = &'a String>) -> Naming {
 
 /// Reads a CLIP weights file in either naming and returns it in OpenAI naming.
 pub fn read_clip_weights(path: &Path) -> Result<TensorMap> {
+    let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_clip_weights_bytes(&bytes, path)
+}
+
+/// [`read_clip_weights`] on the bytes of a file; `path` only names it in errors.
+pub fn read_clip_weights_bytes(bytes: &[u8], path: &Path) -> Result<TensorMap> {
     let mut skip: Vec<&str> = OPENAI_IGNORED.to_vec();
     skip.push(HF_IGNORED_SUFFIX);
-    let raw = read_safetensors(path, &skip)?;
+    let raw = read_safetensors_bytes(bytes, path, &skip)?;
     let naming = detect_naming(raw.keys());
     let tensors = match naming {
         Naming::OpenAi => raw,

@@ -36,6 +36,27 @@ pub(crate) fn table_from_train(dataset: &str, train: &NamedSplit) -> Result<Vec<
             split: train.split.into(),
         });
     }
+    // Every label below the largest must occur, so the largest is below the number of items;
+    // checking that first keeps a huge label from sizing the table (no allocation from a
+    // number in a file).
+    let count = train.items.len();
+    if let Some((i, (d, _))) = train
+        .items
+        .iter()
+        .enumerate()
+        .find(|(_, (d, _))| d.label >= count)
+    {
+        return Err(DatasetError::BadEntry {
+            dataset: dataset.into(),
+            file: train.file.into(),
+            entry: (train.entry)(i),
+            reason: format!(
+                "label {} is not below the {count} {} entries: labels must be 0..classes \
+                 with every class present",
+                d.label, train.split
+            ),
+        });
+    }
     let n = train.items.iter().map(|(d, _)| d.label).max().unwrap_or(0) + 1;
     let mut names: Vec<Option<&str>> = vec![None; n];
     for (i, (d, name)) in train.items.iter().enumerate() {
