@@ -60,7 +60,10 @@ fn load_mutated(
         Err(e) => e,
     };
     let msg = err.to_string();
-    assert!(msg.contains(name), "{name}: the message does not name the file: {msg}");
+    assert!(
+        msg.contains(name),
+        "{name}: the message does not name the file: {msg}"
+    );
     (err, msg)
 }
 
@@ -87,21 +90,43 @@ fn the_unmodified_tensors_load() {
 fn architecture_shapes_no_clip_can_have_are_named_with_the_rule() {
     type Case = (&'static str, &'static str, Vec<usize>);
     let cases: Vec<Case> = vec![
-        ("zero_patch.safetensors", "visual.conv1.weight", vec![64, 3, 0, 0]),
-        ("conv_rank.safetensors", "visual.conv1.weight", vec![64, 3, 8]),
-        ("pos_scalar.safetensors", "visual.positional_embedding", vec![]),
-        ("pos_rank.safetensors", "visual.positional_embedding", vec![5, 64, 1]),
-        ("pos_rows.safetensors", "visual.positional_embedding", vec![6, 64]),
-        ("vocab_empty.safetensors", "token_embedding.weight", vec![0, 64]),
+        (
+            "zero_patch.safetensors",
+            "visual.conv1.weight",
+            vec![64, 3, 0, 0],
+        ),
+        (
+            "conv_rank.safetensors",
+            "visual.conv1.weight",
+            vec![64, 3, 8],
+        ),
+        (
+            "pos_scalar.safetensors",
+            "visual.positional_embedding",
+            vec![],
+        ),
+        (
+            "pos_rank.safetensors",
+            "visual.positional_embedding",
+            vec![5, 64, 1],
+        ),
+        (
+            "pos_rows.safetensors",
+            "visual.positional_embedding",
+            vec![6, 64],
+        ),
+        (
+            "vocab_empty.safetensors",
+            "token_embedding.weight",
+            vec![0, 64],
+        ),
         ("ctx_one.safetensors", "positional_embedding", vec![1, 64]),
         ("embed_zero.safetensors", "text_projection", vec![64, 0]),
     ];
     for (file, key, shape) in cases {
         let (err, msg) = load_mutated(file, |m| set_shape(m, key, shape.clone()));
         match &err {
-            ClipError::InvalidTensor {
-                key: k, found, ..
-            } => {
+            ClipError::InvalidTensor { key: k, found, .. } => {
                 assert_eq!(k, key, "{file}: blamed the wrong tensor: {msg}");
                 assert_eq!(found, &shape, "{file}: {msg}");
             }
@@ -195,7 +220,10 @@ fn widths_that_are_not_multiples_of_64_are_refused() {
 #[test]
 fn non_finite_weights_are_refused_at_load_naming_the_tensor() {
     for (value, key) in [
-        (f32::NAN, "visual.transformer.resblocks.1.attn.out_proj.weight"),
+        (
+            f32::NAN,
+            "visual.transformer.resblocks.1.attn.out_proj.weight",
+        ),
         (f32::INFINITY, "logit_scale"),
         (f32::NEG_INFINITY, "token_embedding.weight"),
     ] {
@@ -251,7 +279,10 @@ fn image_sizes_that_do_not_fit_the_backbone_are_refused_before_running() {
     for bad in [0, 16, 223, 225, 240, 336] {
         let err = c.check_image_size(bad).expect_err("accepted");
         let msg = err.to_string();
-        assert!(msg.contains(&bad.to_string()) && msg.contains("224"), "{msg}");
+        assert!(
+            msg.contains(&bad.to_string()) && msg.contains("224"),
+            "{msg}"
+        );
     }
     let small = small();
     assert!(small.check_image_size(16).is_ok());
@@ -266,12 +297,16 @@ fn image_sizes_that_do_not_fit_the_backbone_are_refused_before_running() {
 #[test]
 fn a_vocabulary_smaller_than_the_tokenizer_is_refused() {
     let tok = clip_model::tokenizer::Tokenizer::new();
-    let err = small().check_tokenizer(&tok, 77).expect_err("300 ids accepted");
+    let err = small()
+        .check_tokenizer(&tok, 77)
+        .expect_err("300 ids accepted");
     assert!(err.to_string().contains("49407"), "{err}");
     assert!(ClipConfig::vit_b16().check_tokenizer(&tok, 77).is_ok());
     assert!(ClipConfig::vit_b16().check_tokenizer(&tok, 78).is_err());
     let c = small();
-    assert!(c.check_token_rows(&[vec![1, 2, 299], vec![5, 6, 7]]).is_ok());
+    assert!(c
+        .check_token_rows(&[vec![1, 2, 299], vec![5, 6, 7]])
+        .is_ok());
     assert!(c.check_token_rows(&[vec![1, 2, 300]]).is_err());
     assert!(c.check_token_rows(&[vec![1, 2], vec![1]]).is_err());
     assert!(c.check_token_rows(&[vec![0; 78]]).is_err());

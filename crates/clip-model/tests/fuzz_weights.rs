@@ -165,7 +165,11 @@ fn mutate(orig: &[u8], rng: &mut XorShift) -> Vec<u8> {
             let end = header[&key]["data_offsets"][1].as_u64().expect("offset") as usize;
             if end > start + 4 {
                 let i = 8 + hl + start + 4 * rng.below((end - start) / 4);
-                let v = if rng.below(2) == 0 { f32::NAN } else { f32::INFINITY };
+                let v = if rng.below(2) == 0 {
+                    f32::NAN
+                } else {
+                    f32::INFINITY
+                };
                 m[i..i + 4].copy_from_slice(&v.to_le_bytes());
             }
             m
@@ -213,5 +217,8 @@ fn mutated_weights_never_panic_and_stay_within_the_memory_bound() {
     }
     eprintln!("240 mutations: {refused} refused, peak {} MiB", worst >> 20);
     // Most mutations break something; a handful (e.g. a flip inside the metadata) are benign.
-    assert!(refused >= 180, "only {refused} of 240 mutations were refused");
+    assert!(
+        refused >= 180,
+        "only {refused} of 240 mutations were refused"
+    );
 }

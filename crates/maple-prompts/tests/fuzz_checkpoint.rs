@@ -96,8 +96,8 @@ fn records() -> Vec<(String, Vec<u8>)> {
 
 fn write_zip(path: &Path, records: &[(String, Vec<u8>)]) {
     let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, data) in records {
         z.start_file(name.as_str(), opts).unwrap();
         z.write_all(data).unwrap();
@@ -107,13 +107,13 @@ fn write_zip(path: &Path, records: &[(String, Vec<u8>)]) {
 
 /// Opcodes that build shared structure, spliced in to reach the memo and container paths.
 const SPLICES: &[&[u8]] = &[
-    b"h\x00h\x00\x86",       // BINGET 0 twice, TUPLE2
-    b"(h\x01h\x01h\x01l",    // a list of memo references
-    b"q\x00",                // BINPUT 0
-    b"\x94",                 // MEMOIZE
-    b"2",                    // DUP
-    b"}(h\x02h\x03u",        // a dict filled from the memo
-    b"\x8c\x01x\x94",        // SHORT_BINUNICODE then MEMOIZE
+    b"h\x00h\x00\x86",    // BINGET 0 twice, TUPLE2
+    b"(h\x01h\x01h\x01l", // a list of memo references
+    b"q\x00",             // BINPUT 0
+    b"\x94",              // MEMOIZE
+    b"2",                 // DUP
+    b"}(h\x02h\x03u",     // a dict filled from the memo
+    b"\x8c\x01x\x94",     // SHORT_BINUNICODE then MEMOIZE
 ];
 
 fn mutate_pickle(orig: &[u8], rng: &mut XorShift) -> Vec<u8> {
@@ -141,7 +141,11 @@ fn mutate_pickle(orig: &[u8], rng: &mut XorShift) -> Vec<u8> {
 fn mutated_pickles_never_panic_and_stay_within_their_budget() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let recs = records();
-    let pkl = &recs.iter().find(|(n, _)| n.ends_with("data.pkl")).unwrap().1;
+    let pkl = &recs
+        .iter()
+        .find(|(n, _)| n.ends_with("data.pkl"))
+        .unwrap()
+        .1;
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
     let mut worst = 0;
     for case in 0..600 {
@@ -211,7 +215,10 @@ fn mutated_archives_never_panic_and_stay_within_the_memory_bound() {
         worst = worst.max(used);
         std::fs::remove_file(&path).unwrap();
     }
-    eprintln!("{cases} mutated archives: {refused} refused, peak {} MiB", worst >> 20);
+    eprintln!(
+        "{cases} mutated archives: {refused} refused, peak {} MiB",
+        worst >> 20
+    );
     assert!(refused >= cases / 2, "only {refused} of {cases} refused");
 }
 
@@ -230,7 +237,11 @@ fn hostile_pickles_from_the_issue_stay_small() {
     p.extend_from_slice(b"e.");
     let (r, used) = measured(|| parse_pickle(&p).map(|v| v.as_sequence().map(<[_]>::len)));
     assert_eq!(r.unwrap().unwrap(), Some(1_000_000));
-    assert!(used < 128 << 20, "{used} bytes for a {} byte pickle", p.len());
+    assert!(
+        used < 128 << 20,
+        "{used} bytes for a {} byte pickle",
+        p.len()
+    );
 
     // Nested sharing 60 levels deep: 2^60 leaves if expanded.
     let mut p = vec![0x80, 2, b']'];

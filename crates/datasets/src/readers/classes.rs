@@ -36,24 +36,24 @@ pub(crate) fn table_from_train(dataset: &str, train: &NamedSplit) -> Result<Vec<
             split: train.split.into(),
         });
     }
-    // Every label below the largest must occur, so the largest is below the number of items;
-    // checking that first keeps a huge label from sizing the table (no allocation from a
-    // number in a file).
-    let count = train.items.len();
-    if let Some((i, (d, _))) = train
-        .items
-        .iter()
-        .enumerate()
-        .find(|(_, (d, _))| d.label >= count)
-    {
-        return Err(DatasetError::BadEntry {
+    // Every label below the largest must occur. Find the first missing one from the sorted
+    // distinct labels (memory in proportion to the items) before sizing the table by the
+    // largest label, so that a huge label in a file never sizes an allocation.
+    let mut distinct: Vec<usize> = train.items.iter().map(|(d, _)| d.label).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if let Some(label) = (0..distinct.len()).find(|&i| distinct[i] != i) {
+        let next = distinct[label];
+        let row = train.items.iter().position(|(d, _)| d.label == next);
+        return Err(DatasetError::EmptyClass {
             dataset: dataset.into(),
             file: train.file.into(),
-            entry: (train.entry)(i),
-            reason: format!(
-                "label {} is not below the {count} {} entries: labels must be 0..classes \
-                 with every class present",
-                d.label, train.split
+            split: train.split.into(),
+            label,
+            classname: format!(
+                "none: the labels jump from {} to {next} at {}",
+                label.saturating_sub(1),
+                row.map_or_else(String::new, |i| (train.entry)(i))
             ),
         });
     }
