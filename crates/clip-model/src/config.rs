@@ -153,7 +153,7 @@ impl ClipConfig {
             counts.iter().rev().max_by_key(|(_, c)| *c).map(|(v, _)| *v)
         };
         let width_rule = |key: &str, what: &str, w: usize, found: &[usize]| {
-            if w == 0 || w % 64 != 0 {
+            if w == 0 || !w.is_multiple_of(64) {
                 Err(bad(
                     key,
                     format!("{what} with a width that is a positive multiple of 64 (heads = width / 64)"),
@@ -272,13 +272,13 @@ impl ClipConfig {
             (self.vision_width, self.vision_heads, "vision"),
             (self.transformer_width, self.transformer_heads, "text"),
         ] {
-            if w % h != 0 {
+            if !w.is_multiple_of(h) {
                 return Err(ClipError::Invalid(format!(
                     "CLIP config: {tower} width {w} is not divisible by its {h} heads"
                 )));
             }
         }
-        if self.image_resolution % self.vision_patch_size != 0 {
+        if !self.image_resolution.is_multiple_of(self.vision_patch_size) {
             return Err(ClipError::Invalid(format!(
                 "CLIP config: image_resolution {} is not a multiple of the patch size {}",
                 self.image_resolution, self.vision_patch_size

@@ -209,7 +209,7 @@ fn widths_that_are_not_multiples_of_64_are_refused() {
     let config = ClipConfig::new(32, 16, 1, 96, 1, 8, 77, 300, 64, 1, 1);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write(dir.path(), "w96.safetensors", &tensors(&config));
-    let err = load(&path).err().expect("96-wide tower accepted");
+    let err = load(&path).expect_err("96-wide tower accepted");
     assert!(
         matches!(&err, ClipError::InvalidTensor { key, .. } if key == "visual.conv1.weight"),
         "{err}"

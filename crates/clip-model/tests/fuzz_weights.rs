@@ -78,7 +78,7 @@ fn header_len(bytes: &[u8]) -> usize {
 fn with_header(bytes: &[u8], header: &serde_json::Value) -> Vec<u8> {
     let data = &bytes[8 + header_len(bytes)..];
     let mut h = serde_json::to_vec(header).expect("json");
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

@@ -788,7 +788,7 @@ fn quadratic_container_copies_hit_the_memory_budget() {
     assert!(err.msg.contains("MiB of memory"), "{err}");
     assert_eq!(
         vm::pickle_memory_limit(bytes.len()) >> 20,
-        64 + (64 * bytes.len() >> 20)
+        64 + ((64 * bytes.len()) >> 20)
     );
 }
 

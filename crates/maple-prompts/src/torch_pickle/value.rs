@@ -323,44 +323,41 @@ impl PickleValue {
         seen: &mut HashSet<*const ()>,
     ) {
         // Containers are identified by their shared allocation: visit each once.
-        let mut first = |p: *const ()| seen.insert(p);
+        let shared: Option<*const ()> = match self {
+            Self::List(v) | Self::Tuple(v) | Self::Set(v) => Some(v.as_ptr().cast()),
+            Self::Dict(v) => Some(v.as_ptr().cast()),
+            Self::Object(o) => Some(Arc::as_ptr(o).cast()),
+            Self::PersistentId(p) => Some(Arc::as_ptr(p).cast()),
+            _ => None,
+        };
+        if shared.is_some_and(|p| !seen.insert(p)) {
+            return;
+        }
         match self {
             Self::Storage(s) => f(s),
             Self::Tensor(t) => f(&t.storage),
             Self::List(v) | Self::Tuple(v) | Self::Set(v) => {
-                if first(v.as_ptr().cast()) {
-                    v.iter().for_each(|x| x.visit_storages_once(f, seen));
-                }
+                v.iter().for_each(|x| x.visit_storages_once(f, seen));
             }
-            Self::Dict(v) => {
-                if first(v.as_ptr().cast()) {
-                    v.iter().for_each(|(k, x)| {
-                        k.visit_storages_once(f, seen);
-                        x.visit_storages_once(f, seen);
-                    });
-                }
-            }
+            Self::Dict(v) => v.iter().for_each(|(k, x)| {
+                k.visit_storages_once(f, seen);
+                x.visit_storages_once(f, seen);
+            }),
             Self::Object(o) => {
-                if first(Arc::as_ptr(o).cast()) {
-                    o.class.visit_storages_once(f, seen);
-                    o.args.visit_storages_once(f, seen);
-                    if let Some(s) = &o.state {
-                        s.visit_storages_once(f, seen);
-                    }
-                    o.list_items
-                        .iter()
-                        .for_each(|x| x.visit_storages_once(f, seen));
-                    o.dict_items.iter().for_each(|(k, x)| {
-                        k.visit_storages_once(f, seen);
-                        x.visit_storages_once(f, seen);
-                    });
+                o.class.visit_storages_once(f, seen);
+                o.args.visit_storages_once(f, seen);
+                if let Some(s) = &o.state {
+                    s.visit_storages_once(f, seen);
                 }
+                o.list_items
+                    .iter()
+                    .for_each(|x| x.visit_storages_once(f, seen));
+                o.dict_items.iter().for_each(|(k, x)| {
+                    k.visit_storages_once(f, seen);
+                    x.visit_storages_once(f, seen);
+                });
             }
-            Self::PersistentId(p) => {
-                if first(Arc::as_ptr(p).cast()) {
-                    p.visit_storages_once(f, seen);
-                }
-            }
+            Self::PersistentId(p) => p.visit_storages_once(f, seen),
             _ => {}
         }
     }
