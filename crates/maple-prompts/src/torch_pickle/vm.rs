@@ -21,7 +21,7 @@ use super::PickleParseError;
 
 /// Deepest nesting of the value tree returned by [`parse_pickle`].
 pub const MAX_TREE_DEPTH: usize = 200;
-/// Most dimensions of a pickled tensor (torch itself allows 64... in practice < 10).
+/// Most dimensions of a pickled tensor (torch refuses more than 64 itself).
 pub const MAX_TENSOR_RANK: usize = 64;
 /// Memory a parse may use regardless of input size (arena, memo, tree).
 pub const PICKLE_MEMORY_BASE: usize = 64 << 20;
