@@ -56,19 +56,35 @@ impl<B: Backend> Clip<B> {
 
     /// Builds CLIP from tensors in OpenAI naming; every tensor must be used exactly once.
     pub fn from_tensor_map(mut map: TensorMap, device: &B::Device) -> Result<(Self, ClipConfig)> {
-        let config = ClipConfig::from_shapes(|k| map.shape(k)).map_err(|e| {
-            if map.shape(&e).is_none() && !e.contains(' ') {
+        // Architecture from the shapes (each checked, the odd tensor blamed), then every
+        // tensor taken with its exact shape, then nothing may be left over.
+        let config = ClipConfig::infer(
+            map.tensors
+                .iter()
+                .map(|(k, t)| (k.as_str(), t.shape.as_slice())),
+        )
+        .map_err(|p| match p {
+            crate::config::ShapeProblem::Missing { key, expected } => {
                 crate::ClipError::MissingTensor {
                     path: map.path.clone(),
-                    key: e,
-                    expected: vec![],
-                }
-            } else {
-                crate::ClipError::Config {
-                    path: map.path.clone(),
-                    message: e,
+                    key,
+                    expected,
                 }
             }
+            crate::config::ShapeProblem::Invalid {
+                key,
+                expected,
+                found,
+            } => crate::ClipError::InvalidTensor {
+                path: map.path.clone(),
+                key,
+                expected,
+                found,
+            },
+        })?;
+        config.validate().map_err(|e| crate::ClipError::Config {
+            path: map.path.clone(),
+            message: e.to_string(),
         })?;
         let c = &config;
         let (dv, dt, e) = (c.vision_width, c.transformer_width, c.embed_dim);

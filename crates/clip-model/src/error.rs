@@ -22,14 +22,39 @@ pub enum ClipError {
         message: String,
     },
     /// A tensor the model needs is not in the weights.
-    #[error("{path}: missing tensor `{key}` (expected shape {expected:?})")]
+    #[error("{path}: missing tensor `{key}` (expected shape {expected})")]
     MissingTensor {
+        /// The weights file.
+        path: PathBuf,
+        /// The key (OpenAI naming, or the file's own for a Hugging Face q/k/v projection).
+        key: String,
+        /// The shape the model expects, e.g. `[512, 768]` or `[width, 3, patch, patch]`.
+        expected: String,
+    },
+    /// A tensor has a shape no CLIP can have (it defines the architecture, so there is no
+    /// single expected shape: the rule it breaks is given).
+    #[error("{path}: tensor `{key}` has shape {found:?}, expected {expected}")]
+    InvalidTensor {
+        /// The weights file.
+        path: PathBuf,
+        /// The key (OpenAI naming).
+        key: String,
+        /// The rule, e.g. `[1 + grid^2, width] with grid >= 1`.
+        expected: String,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor holds NaN or an infinity (after conversion to f32).
+    #[error("{path}: tensor `{key}` holds a non-finite value {value} at flat index {index}")]
+    NonFinite {
         /// The weights file.
         path: PathBuf,
         /// The key, in the file's own naming.
         key: String,
-        /// The shape the model expects.
-        expected: Vec<usize>,
+        /// Row-major index of the first non-finite element.
+        index: usize,
+        /// That element.
+        value: f32,
     },
     /// The weights hold tensors the model does not use.
     #[error("{path}: unexpected tensor(s) not used by the model: {keys:?}")]

@@ -97,7 +97,9 @@ fn to_f32(path: &Path, key: &str, view: &safetensors::tensor::TensorView<'_>) ->
 
 /// Reads every floating-point tensor of a safetensors file as f32 (fp16/bf16/f64 converted).
 ///
-/// Non-float tensors are returned as errors unless listed in `skip_non_float`.
+/// Non-float tensors are returned as errors unless listed in `skip_non_float`; a tensor
+/// holding NaN or an infinity (also an f64 too large for f32) is [`ClipError::NonFinite`].
+/// Memory: the file once plus its tensors as f32 (at most twice the file for fp16).
 pub fn read_safetensors(
     path: &Path,
     skip_non_float: &[&str],
@@ -106,7 +108,16 @@ pub fn read_safetensors(
         path: path.to_path_buf(),
         source,
     })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| ClipError::Safetensors {
+    read_safetensors_bytes(&bytes, path, skip_non_float)
+}
+
+/// [`read_safetensors`] on the bytes of a file; `path` only names it in errors.
+pub fn read_safetensors_bytes(
+    bytes: &[u8],
+    path: &Path,
+    skip_non_float: &[&str],
+) -> Result<BTreeMap<String, HostTensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| ClipError::Safetensors {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -120,6 +131,14 @@ pub fn read_safetensors(
             continue;
         }
         let data = to_f32(path, &key, &view)?;
+        if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(ClipError::NonFinite {
+                path: path.to_path_buf(),
+                key,
+                index,
+                value,
+            });
+        }
         out.insert(
             key,
             HostTensor {
@@ -142,9 +161,18 @@ pub fn detect_naming<'a>(mut keys: impl Iterator<Item = &'a String>) -> Naming {
 
 /// Reads a CLIP weights file in either naming and returns it in OpenAI naming.
 pub fn read_clip_weights(path: &Path) -> Result<TensorMap> {
+    let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_clip_weights_bytes(&bytes, path)
+}
+
+/// [`read_clip_weights`] on the bytes of a file; `path` only names it in errors.
+pub fn read_clip_weights_bytes(bytes: &[u8], path: &Path) -> Result<TensorMap> {
     let mut skip: Vec<&str> = OPENAI_IGNORED.to_vec();
     skip.push(HF_IGNORED_SUFFIX);
-    let raw = read_safetensors(path, &skip)?;
+    let raw = read_safetensors_bytes(bytes, path, &skip)?;
     let naming = detect_naming(raw.keys());
     let tensors = match naming {
         Naming::OpenAi => raw,
@@ -174,13 +202,17 @@ pub fn hf_to_openai(
         ),
         ("text_model.encoder.layers", "transformer.resblocks"),
     ];
-    // Pack q/k/v first: they are the only many-to-one rename.
+    // Pack q/k/v first: they are the only many-to-one rename. Every block index present
+    // (any tensor under `{prefix}.{i}.`) must have all three, so a missing one is reported
+    // as missing rather than leaving its siblings as unexpected tensors.
     for (hf_prefix, oa_prefix) in towers {
-        for i in 0.. {
+        let dot = format!("{hf_prefix}.");
+        let blocks: std::collections::BTreeSet<usize> = hf
+            .keys()
+            .filter_map(|k| k.strip_prefix(&dot)?.split('.').next()?.parse().ok())
+            .collect();
+        for i in blocks {
             let p = format!("{hf_prefix}.{i}.self_attn");
-            if !hf.contains_key(&format!("{p}.q_proj.weight")) {
-                break;
-            }
             for (part, oa) in [("weight", "in_proj_weight"), ("bias", "in_proj_bias")] {
                 let mut shape = None;
                 let mut data = Vec::new();
@@ -189,7 +221,17 @@ pub fn hf_to_openai(
                     let t = hf.remove(&key).ok_or_else(|| ClipError::MissingTensor {
                         path: path.to_path_buf(),
                         key: key.clone(),
-                        expected: vec![],
+                        expected: shape.as_ref().map_or_else(
+                            || {
+                                if part == "weight" {
+                                    "[width, width]"
+                                } else {
+                                    "[width]"
+                                }
+                                .to_string()
+                            },
+                            |s| format!("{s:?}"),
+                        ),
                     })?;
                     let s = shape.get_or_insert_with(|| t.shape.clone());
                     if *s != t.shape {
@@ -202,7 +244,15 @@ pub fn hf_to_openai(
                     }
                     data.extend(t.data);
                 }
-                let mut shape = shape.expect("three projections");
+                let mut shape = shape.unwrap_or_default();
+                if shape.is_empty() {
+                    return Err(ClipError::InvalidTensor {
+                        path: path.to_path_buf(),
+                        key: format!("{p}.q_proj.{part}"),
+                        expected: "[width, width] or [width]".into(),
+                        found: vec![],
+                    });
+                }
                 shape[0] *= 3;
                 out.insert(
                     format!("{oa_prefix}.{i}.attn.{oa}"),
@@ -259,10 +309,10 @@ pub fn hf_to_openai(
             out.insert(oa.to_string(), t);
         } else if let Some((_, oa)) = transposed.iter().find(|(h, _)| *h == key) {
             if t.shape.len() != 2 {
-                return Err(ClipError::ShapeMismatch {
+                return Err(ClipError::InvalidTensor {
                     path: path.to_path_buf(),
                     key,
-                    expected: vec![0, 0],
+                    expected: "[out, in] (a matrix)".into(),
                     found: t.shape,
                 });
             }
@@ -294,7 +344,7 @@ impl TensorMap {
             .ok_or_else(|| ClipError::MissingTensor {
                 path: self.path.clone(),
                 key: key.to_string(),
-                expected: expected.to_vec(),
+                expected: format!("{expected:?}"),
             })?;
         let scalar_ok = t.shape.is_empty() && expected == [1];
         if t.shape != expected && !scalar_ok {
@@ -308,7 +358,7 @@ impl TensorMap {
         Ok(t)
     }
 
-    /// Fails if any tensor was not taken.
+    /// Fails if any tensor was not taken ([`ClipError::UnexpectedTensors`] lists them).
     pub fn finish(self) -> Result<()> {
         if self.tensors.is_empty() {
             Ok(())

@@ -35,9 +35,11 @@ pub struct SplitConfig {
 }
 
 impl SplitConfig {
-    /// A config from the reference's conventions: `shots < 1` (e.g. `-1`) means the full split.
+    /// A config from the reference's conventions: negative shots (the reference's `-1`) mean
+    /// the full split. `Some(0)` is kept, and refused by [`Dataset::splits`]: 0 shots is a
+    /// mistake, not a request for everything.
     pub fn new(shots: Option<i64>, seed: u64, subsample: Subsample) -> Self {
-        let shots = shots.filter(|&k| k >= 1).map(|k| k as usize);
+        let shots = shots.and_then(|k| usize::try_from(k).ok());
         SplitConfig {
             shots,
             seed,
@@ -136,22 +138,27 @@ impl Dataset {
     ///
     /// # Errors
     /// [`DatasetError::Unsupported`] for base/new classes of a test-only dataset
-    /// (the reference ignores the setting there).
+    /// (the reference ignores the setting there); [`DatasetError::InvalidArgument`] for
+    /// `shots: Some(0)`.
     pub fn splits(&self, config: &SplitConfig) -> Result<Splits> {
-        let (train, val) = self.draw(config);
+        let (train, val) = self.draw(config)?;
         self.finish(config, train, val, None)
     }
 
-    fn draw(&self, config: &SplitConfig) -> (Vec<Datum>, Option<Vec<Datum>>) {
+    fn draw(&self, config: &SplitConfig) -> Result<(Vec<Datum>, Option<Vec<Datum>>)> {
         let full_val = self.full.val.clone();
         match config.shots {
-            Some(k) if k >= 1 && !self.name.is_test_only() => {
+            Some(0) => Err(crate::fewshot::zero_shots(self.name.as_str())),
+            Some(k) if !self.name.is_test_only() => {
                 let mut rng = PyRandom::new(config.seed);
-                let train = generate_fewshot(&self.full.train, k, &mut rng);
-                let val = full_val.map(|v| generate_fewshot(&v, k.min(4), &mut rng));
-                (train, val)
+                let train = generate_fewshot(&self.full.train, k, &mut rng)?;
+                let val = match full_val {
+                    Some(v) => Some(generate_fewshot(&v, k.min(4), &mut rng)?),
+                    None => None,
+                };
+                Ok((train, val))
             }
-            _ => (self.full.train.clone(), full_val),
+            _ => Ok((self.full.train.clone(), full_val)),
         }
     }
 

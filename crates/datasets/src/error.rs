@@ -191,6 +191,19 @@ pub enum DatasetError {
         /// The value asked for.
         requested: String,
     },
+    /// An argument of the library API that cannot be honoured (0 shots, a batch size of 0,
+    /// a batch too large to allocate, ...).
+    #[error("{dataset}: {argument} = {value}: {reason}")]
+    InvalidArgument {
+        /// Dataset name.
+        dataset: String,
+        /// The argument, e.g. `shots`.
+        argument: String,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A request the dataset cannot honour (e.g. base/new classes of a test-only dataset).
     #[error("{dataset}: {reason}")]
     Unsupported {

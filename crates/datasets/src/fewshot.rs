@@ -9,9 +9,12 @@
 use std::collections::HashMap;
 
 use crate::datum::Datum;
+use crate::error::{DatasetError, Result};
 use crate::pyrandom::PyRandom;
 
 /// The positions (into `labels`) that a `k`-shot draw keeps, in output order.
+///
+/// Memory is proportional to `labels.len()`, whatever `k` and the label values are.
 pub fn fewshot_indices(labels: &[usize], k: usize, rng: &mut PyRandom) -> Vec<usize> {
     let mut slot: HashMap<usize, usize> = HashMap::new();
     let mut groups: Vec<Vec<usize>> = Vec::new();
@@ -22,7 +25,8 @@ pub fn fewshot_indices(labels: &[usize], k: usize, rng: &mut PyRandom) -> Vec<us
         });
         groups[g].push(i);
     }
-    let mut out = Vec::with_capacity(groups.len() * k);
+    // Never more than every item: `k` may be huge.
+    let mut out = Vec::with_capacity(labels.len());
     for group in groups {
         if group.len() >= k {
             out.extend(rng.sample(&group, k));
@@ -33,16 +37,32 @@ pub fn fewshot_indices(labels: &[usize], k: usize, rng: &mut PyRandom) -> Vec<us
     out
 }
 
-/// A `k`-shot subset of `items` (see the module docs); `k == 0` keeps everything.
-pub fn generate_fewshot(items: &[Datum], k: usize, rng: &mut PyRandom) -> Vec<Datum> {
+/// A `k`-shot subset of `items` (see the module docs).
+///
+/// # Errors
+/// [`DatasetError::InvalidArgument`] for `k == 0` (the reference's "below 1 means all" is
+/// [`crate::SplitConfig::new`]'s negative shots; 0 shots is a mistake, not "all").
+pub fn generate_fewshot(items: &[Datum], k: usize, rng: &mut PyRandom) -> Result<Vec<Datum>> {
     if k == 0 {
-        return items.to_vec();
+        return Err(zero_shots(""));
     }
     let labels: Vec<usize> = items.iter().map(|d| d.label).collect();
-    fewshot_indices(&labels, k, rng)
+    Ok(fewshot_indices(&labels, k, rng)
         .into_iter()
         .map(|i| items[i].clone())
-        .collect()
+        .collect())
+}
+
+/// The error for a request of 0 shots.
+pub(crate) fn zero_shots(dataset: &str) -> DatasetError {
+    DatasetError::InvalidArgument {
+        dataset: dataset.into(),
+        argument: "shots".into(),
+        value: "0".into(),
+        reason: "a few-shot draw needs at least 1 shot per class (for the full splits give \
+                 no shots, or -1 as the reference does)"
+            .into(),
+    }
 }
 
 #[cfg(test)]

@@ -102,8 +102,52 @@ pub(crate) fn require_file(dataset: &str, file: &Path, what: &str) -> Result<()>
     }
 }
 
-/// Checks, in parallel, that every listed image is a file under `base`;
-/// reports the first missing one (in list order) and how many are missing.
+/// Why a path read from a list file may not be used: it is empty, absolute, or climbs out of
+/// the folder it is relative to (a `..` component); `None` when it is confined.
+///
+/// Both `/` and `\\` count as separators, so the check means the same on every platform.
+/// Symbolic links inside the dataset folder are followed on purpose: the folder's owner put
+/// them there (ImageNet trees often link their image folders to another disk).
+pub fn path_escape_reason(rel: &str) -> Option<&'static str> {
+    if rel.is_empty() {
+        return Some("the path is empty");
+    }
+    if rel.starts_with(['/', '\\']) || rel.as_bytes().get(1) == Some(&b':') {
+        return Some("the path is absolute; paths must be relative to the dataset folder");
+    }
+    if rel.contains('\0') {
+        return Some("the path contains a NUL byte");
+    }
+    if rel.split(['/', '\\']).any(|c| c == "..") {
+        return Some("the path has a `..` component and would leave the dataset folder");
+    }
+    None
+}
+
+/// Fails with [`DatasetError::BadEntry`] naming the file, the entry and the path when a
+/// listed path is not confined to the dataset folder ([`path_escape_reason`]).
+pub(crate) fn check_confined(
+    dataset: &str,
+    listed_in: &Path,
+    paths: &[&str],
+    entry: impl Fn(usize) -> String,
+) -> Result<()> {
+    for (i, p) in paths.iter().enumerate() {
+        if let Some(reason) = path_escape_reason(p) {
+            return Err(DatasetError::BadEntry {
+                dataset: dataset.to_string(),
+                file: listed_in.to_path_buf(),
+                entry: entry(i),
+                reason: format!("{reason}: {p:?}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every listed path is confined to `base` ([`check_confined`]), then, in
+/// parallel, that every listed image is a file under `base`; reports the first missing one
+/// (in list order) and how many are missing.
 ///
 /// `entry` names an item for the message, e.g. `|i| format!("train[{i}]")`.
 pub(crate) fn check_files_exist(
@@ -113,6 +157,7 @@ pub(crate) fn check_files_exist(
     paths: &[&str],
     entry: impl Fn(usize) -> String,
 ) -> Result<()> {
+    check_confined(dataset, listed_in, paths, &entry)?;
     let missing: Vec<usize> = paths
         .par_iter()
         .enumerate()

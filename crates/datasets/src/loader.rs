@@ -19,6 +19,9 @@ use crate::error::{DatasetError, Result};
 use crate::item_rng::{epoch_seed, item_seed, ItemRng};
 use crate::transform::Transform;
 
+/// Largest batch of pixels a loader will build (`batch_size * 3 * size^2` f32 values).
+pub const MAX_BATCH_BYTES: usize = 64 << 30;
+
 /// Batching settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoaderConfig {
@@ -123,8 +126,10 @@ impl Loader {
     /// A loader over `items` (paths relative to `dir`); `dataset` and `split`
     /// only name things in errors.
     ///
-    /// # Panics
-    /// If `batch_size` is 0.
+    /// # Errors
+    /// [`DatasetError::BadEntry`] for an item whose path is not confined to `dir`
+    /// (absolute or with a `..` component); [`DatasetError::InvalidArgument`] for a batch size
+    /// or image size of 0, or a batch larger than [`MAX_BATCH_BYTES`].
     pub fn new(
         dataset: &str,
         split: &str,
@@ -133,7 +138,45 @@ impl Loader {
         transform: Transform,
         config: LoaderConfig,
     ) -> Result<Self> {
-        assert!(config.batch_size > 0, "batch_size must be positive");
+        let invalid =
+            |argument: &str, value: String, reason: String| DatasetError::InvalidArgument {
+                dataset: dataset.into(),
+                argument: argument.into(),
+                value,
+                reason,
+            };
+        if config.batch_size == 0 {
+            return Err(invalid(
+                "batch_size",
+                "0".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let size = transform.size();
+        if size == 0 {
+            return Err(invalid(
+                "image size",
+                "0".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let batch_bytes = size
+            .checked_mul(size)
+            .and_then(|p| p.checked_mul(3 * std::mem::size_of::<f32>()))
+            .and_then(|b| b.checked_mul(config.batch_size));
+        if batch_bytes.is_none_or(|b| b > MAX_BATCH_BYTES) {
+            return Err(invalid(
+                "batch_size x image size",
+                format!("{} x {size}", config.batch_size),
+                format!(
+                    "one batch would need more than {} GiB",
+                    MAX_BATCH_BYTES >> 30
+                ),
+            ));
+        }
+        let paths: Vec<&str> = items.iter().map(|d| d.path.as_str()).collect();
+        crate::listing::check_confined(dataset, dir, &paths, |i| format!("{split}[{i}]"))?;
+        drop(paths);
         let threads = if config.num_threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {

@@ -72,20 +72,18 @@ pub fn selected_labels(train: &[Datum], which: Subsample) -> Vec<usize> {
 }
 
 /// Keeps the items whose label is in `selected` and relabels them by position in `selected`.
+/// Memory is proportional to `selected.len()`, whatever the label values.
 pub fn relabel(items: &[Datum], selected: &[usize]) -> Vec<Datum> {
-    let max = selected.iter().copied().max().map_or(0, |m| m + 1);
-    let mut new_label = vec![None; max];
+    let mut new_label = std::collections::HashMap::with_capacity(selected.len());
     for (new, &old) in selected.iter().enumerate() {
-        new_label[old] = Some(new);
+        new_label.insert(old, new);
     }
     items
         .iter()
         .filter_map(|d| {
             new_label
-                .get(d.label)
-                .copied()
-                .flatten()
-                .map(|y| Datum::new(d.path.clone(), y))
+                .get(&d.label)
+                .map(|&y| Datum::new(d.path.clone(), y))
         })
         .collect()
 }

@@ -37,7 +37,8 @@ impl Splits {
 
 /// What `maple data --dataset NAME --root DIR [--shots K] [--seed S] [--subsample all|base|new]`
 /// prints: the dataset opened (and checked), sampled and subsampled, as [`Splits::to_json`].
-/// `shots` of `None` or below 1 (the reference's `-1`) keeps the full splits.
+/// `shots` of `None` or negative (the reference's `-1`) keeps the full splits; `Some(0)` is
+/// [`crate::DatasetError::InvalidArgument`].
 pub fn data_json(
     name: DatasetName,
     root: &Path,

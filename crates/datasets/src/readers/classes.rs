@@ -36,6 +36,27 @@ pub(crate) fn table_from_train(dataset: &str, train: &NamedSplit) -> Result<Vec<
             split: train.split.into(),
         });
     }
+    // Every label below the largest must occur. Find the first missing one from the sorted
+    // distinct labels (memory in proportion to the items) before sizing the table by the
+    // largest label, so that a huge label in a file never sizes an allocation.
+    let mut distinct: Vec<usize> = train.items.iter().map(|(d, _)| d.label).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if let Some(label) = (0..distinct.len()).find(|&i| distinct[i] != i) {
+        let next = distinct[label];
+        let row = train.items.iter().position(|(d, _)| d.label == next);
+        return Err(DatasetError::EmptyClass {
+            dataset: dataset.into(),
+            file: train.file.into(),
+            split: train.split.into(),
+            label,
+            classname: format!(
+                "none: the labels jump from {} to {next} at {}",
+                label.saturating_sub(1),
+                row.map_or_else(String::new, |i| (train.entry)(i))
+            ),
+        });
+    }
     let n = train.items.iter().map(|(d, _)| d.label).max().unwrap_or(0) + 1;
     let mut names: Vec<Option<&str>> = vec![None; n];
     for (i, (d, name)) in train.items.iter().enumerate() {

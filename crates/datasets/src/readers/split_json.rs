@@ -14,7 +14,9 @@ use super::FullSplits;
 use crate::datum::Datum;
 use crate::digest::SourceDigest;
 use crate::error::{DatasetError, Result};
-use crate::listing::{check_files_exist, child, join_rel, require_dir, require_file};
+use crate::listing::{
+    check_files_exist, child, join_rel, path_escape_reason, require_dir, require_file,
+};
 use crate::name::DatasetName;
 
 pub(crate) fn read(name: DatasetName, dir: &Path, file: &str) -> Result<FullSplits> {
@@ -111,11 +113,8 @@ fn parse_split<'a>(
         let rel = fields[0]
             .as_str()
             .ok_or_else(|| bad(entry(), format!("path is not a string: {}", fields[0])))?;
-        if rel.is_empty() || rel.starts_with('/') || rel.starts_with('\\') {
-            return Err(bad(
-                entry(),
-                format!("path {rel:?} is not relative to the image root"),
-            ));
+        if let Some(reason) = path_escape_reason(rel) {
+            return Err(bad(entry(), format!("{reason}: {rel:?}")));
         }
         // The reference applies int() to the label, so "3" is accepted too.
         let label = match &fields[1] {

@@ -15,24 +15,19 @@
 //! (horizontal first unless the height shrinks by more than twice as many
 //! pixels as the width); it changes results by the intermediate rounding.
 //! Verified bit-exact against Pillow 13.0.0 on ~6,800 resizes. On PNG inputs the
-//! resized `u8` images equal Pillow's bit for bit; JPEG inputs differ only by
-//! what the decoders (`image`/zune-jpeg here, libjpeg-turbo in Pillow) produce.
-//!
-//! Images are decoded with the `image` crate and converted to 8-bit RGB like
-//! Pillow's `convert("RGB")` (grayscale replicated, alpha dropped, palettes
-//! expanded). EXIF orientation is ignored, as in PIL/torchvision. 16-bit
-//! images are reduced to 8 bits by the `image` crate (`v / 257`, rounded),
-//! which is not what Pillow does for `I;16`; such inputs are rare in datasets.
+//! resized `u8` images equal Pillow's bit for bit; so do JPEG inputs with the
+//! `turbojpeg` feature (see [`decode`] for the decoders and what they refuse).
 //!
 //! Everything here is plain Rust on `u8`/`f32` buffers; tensors are built by
 //! the caller from the `[3, H, W]` row-major `Vec<f32>` outputs.
 
-use std::io::Cursor;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use rand::Rng;
+
+pub mod decode;
+pub use decode::{decode_rgb, load_rgb, PreprocessError, MAX_IMAGE_PIXELS};
 
 /// CLIP's per-channel (R, G, B) mean, applied after scaling pixels to `[0, 1]`.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -40,29 +35,6 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 // Written as in the Python reference; rounds to the same f32 values.
 #[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
-
-/// Errors from reading or decoding an image file.
-#[derive(Debug, thiserror::Error)]
-pub enum PreprocessError {
-    /// The file could not be read.
-    #[error("cannot read image {}: {source}", path.display())]
-    Io {
-        /// The file that failed.
-        path: PathBuf,
-        /// Underlying I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The bytes are not an image in a supported format (PNG, JPEG), or are corrupt.
-    #[error("cannot decode image {}: {source}", path.display())]
-    Decode {
-        /// The file (or archive member name) that failed.
-        path: PathBuf,
-        /// Underlying decoder error.
-        #[source]
-        source: image::ImageError,
-    },
-}
 
 /// Per-channel normalisation `(x / 255 - mean) / std`, as torchvision's
 /// `ToTensor()` followed by `Normalize(mean, std)` (computed in `f32`).
@@ -119,41 +91,6 @@ impl CropBox {
             height: self.height.min(height - top),
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Decoding
-// ---------------------------------------------------------------------------
-
-/// Reads and decodes an image file (format guessed from its content) and
-/// converts it to 8-bit RGB, like `PIL.Image.open(path).convert("RGB")`.
-///
-/// # Errors
-/// [`PreprocessError::Io`] or [`PreprocessError::Decode`], both naming `path`.
-pub fn load_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    decode_rgb(&bytes, path)
-}
-
-/// Decodes in-memory image bytes (e.g. an archive member) to 8-bit RGB, like
-/// [`load_rgb`]; `origin` only names the source in errors.
-///
-/// # Errors
-/// [`PreprocessError::Decode`] naming `origin` when the format is unknown or
-/// the data is corrupt.
-pub fn decode_rgb(bytes: &[u8], origin: &Path) -> Result<RgbImage, PreprocessError> {
-    let decode_err = |source| PreprocessError::Decode {
-        path: origin.to_path_buf(),
-        source,
-    };
-    let reader = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| decode_err(image::ImageError::IoError(e)))?;
-    let img = reader.decode().map_err(decode_err)?;
-    Ok(img.into_rgb8())
 }
 
 // ---------------------------------------------------------------------------
@@ -707,6 +644,8 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use safetensors::SafeTensors;
+    use std::io::Cursor;
+    use std::path::{Path, PathBuf};
 
     fn fixtures() -> PathBuf {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/preprocess");
@@ -795,6 +734,21 @@ mod tests {
                 .expect("decoded");
             let (h, w) = (d.shape()[0] as u32, d.shape()[1] as u32);
             let img = RgbImage::from_raw(w, h, d.data().to_vec()).expect("hwc");
+            let (_, _, mismatches) = compare(&t.apply(&img), &reference(&st, &name));
+            assert_eq!(mismatches, 0, "{name}: {mismatches} values differ");
+        }
+    }
+
+    /// With libjpeg-turbo, JPEG files through the whole test transform equal torchvision's
+    /// output exactly, as PNG files do.
+    #[cfg(feature = "turbojpeg")]
+    #[test]
+    fn jpeg_matches_torchvision_exactly_with_turbojpeg() {
+        let bytes = expected_bytes();
+        let st = SafeTensors::deserialize(&bytes).expect("parse safetensors");
+        let t = TestTransform::default();
+        for name in image_names(".jpg") {
+            let img = load_rgb(&fixtures().join("images").join(&name)).expect("load");
             let (_, _, mismatches) = compare(&t.apply(&img), &reference(&st, &name));
             assert_eq!(mismatches, 0, "{name}: {mismatches} values differ");
         }
