@@ -255,6 +255,7 @@ fn main() -> Result<()> {
                 },
                 &world,
                 &seeds,
+                None,
                 observer,
             )?;
             let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();

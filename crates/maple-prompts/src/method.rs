@@ -99,6 +99,21 @@ impl MethodConfig {
         }
     }
 
+    /// Rescales the prompt depths from a CLIP with `reference_layers` blocks (ViT-B/16: 12)
+    /// to one with `layers`: `round(depth * layers / reference_layers)`, at least 2 when the
+    /// reference prompts deeper than the first block, at most `layers`.
+    pub fn scale_depth(&mut self, reference_layers: usize, layers: usize) {
+        let scale = |d: &mut usize| {
+            if *d > 1 && reference_layers > 0 {
+                let scaled = (*d * layers + reference_layers / 2) / reference_layers;
+                *d = scaled.max(2).min(layers.max(1));
+            }
+        };
+        match self {
+            MethodConfig::Maple(c) => scale(&mut c.depth),
+        }
+    }
+
     /// Builds a fresh learner for `clip` and `num_classes` classes (class-specific
     /// contexts depend on it). Random draws use the backend's seeded generator.
     pub fn init<B: Backend>(

@@ -229,6 +229,23 @@ impl RunConfig {
         Ok(())
     }
 
+    /// This reference configuration adapted to a small CLIP (the toy CLIP of the procedural
+    /// demo), the same way for every method so that comparisons stay fair:
+    ///
+    /// - the learning rate times `100 / exp(logit_scale)`: the reference rates are tuned for
+    ///   CLIP's logit scale of 100, and the prompt gradients scale with it;
+    /// - prompt depths rescaled from ViT-B/16's 12 blocks to the CLIP's
+    ///   ([`MethodConfig::scale_depth`]);
+    /// - epochs times `epoch_factor` (rounded, at least 1).
+    pub fn scaled_to(&self, clip: &clip_model::ClipConfig, logit_scale: f64, epoch_factor: f64) -> Self {
+        let mut c = self.clone();
+        c.optim.lr *= 100.0 / logit_scale;
+        let layers = clip.vision_layers.min(clip.transformer_layers);
+        c.learner.scale_depth(12, layers);
+        c.optim.max_epoch = ((c.optim.max_epoch as f64 * epoch_factor).round() as usize).max(1);
+        c
+    }
+
     /// The optimizer configuration.
     pub fn sgd_config(&self) -> SgdConfig {
         SgdConfig {

@@ -8,7 +8,7 @@ use clip_model::preprocess::{TestTransform, TrainTransform};
 use datasets::fewshot::fewshot_indices;
 use datasets::item_rng::{epoch_seed, item_seed, ItemRng};
 use datasets::procedural::{Downstream, Item};
-use datasets::{Batch, PyRandom};
+use datasets::{Batch, PyRandom, Subsample};
 
 use crate::data::{BatchSource, LabelledSet};
 use crate::error::{Result, TrainerError};
@@ -173,58 +173,73 @@ pub struct ProceduralSplit {
     pub augment: bool,
 }
 
-/// The three sets of a base-to-novel run on the procedural world: base training
-/// images (few-shot), base test images, novel test images; labels relabelled from 0
-/// within each half, class names from the world.
-pub fn base_to_novel_sets(
+/// The training and test sets of one class subsample of the procedural world: few-shot
+/// training images (drawn over every class with the reference's rule, as the file-backed
+/// datasets, then restricted to the subsample) and all test images of those classes,
+/// relabelled from 0 within the subsample, class names from the world.
+pub fn subsample_sets(
     world: &Arc<Downstream>,
     split: &ProceduralSplit,
-) -> Result<(LabelledSet, LabelledSet, LabelledSet)> {
+    subsample: Subsample,
+) -> Result<(LabelledSet, LabelledSet)> {
     if split.shots == 0 {
         return Err(TrainerError::Invalid("shots must be at least 1".into()));
     }
     let nb = world.num_base();
+    let n = world.num_classes();
+    let (lo, hi) = match subsample {
+        Subsample::All => (0, n),
+        Subsample::Base => (0, nb),
+        Subsample::New => (nb, n),
+    };
+    let keep = |i: &Item| (lo..hi).contains(&i.label);
     let labels: Vec<usize> = world.train.iter().map(|i| i.label).collect();
     let drawn = fewshot_indices(&labels, split.shots, &mut PyRandom::new(split.seed));
-    let base_train: Vec<(Item, usize)> = drawn
+    let train: Vec<(Item, usize)> = drawn
         .into_iter()
         .map(|i| world.train[i])
-        .filter(|i| i.label < nb)
-        .map(|i| (i, i.label))
+        .filter(keep)
+        .map(|i| (i, i.label - lo))
         .collect();
-    let half = |base: bool| -> Vec<(Item, usize)> {
-        world
-            .test
-            .iter()
-            .filter(|i| (i.label < nb) == base)
-            .map(|&i| (i, if base { i.label } else { i.label - nb }))
-            .collect()
-    };
-    let names = &world.class_names;
-    let set = |class_names: &[String], source: ProceduralSource| LabelledSet {
-        class_names: class_names.to_vec(),
-        source: Box::new(source),
-    };
+    let test: Vec<(Item, usize)> = world
+        .test
+        .iter()
+        .filter(|i| keep(i))
+        .map(|&i| (i, i.label - lo))
+        .collect();
+    let names = &world.class_names[lo..hi];
     let size = split.image_size;
     Ok((
-        set(
-            &names[..nb],
-            ProceduralSource::train(
+        LabelledSet {
+            class_names: names.to_vec(),
+            source: Box::new(ProceduralSource::train(
                 world.clone(),
-                base_train,
+                train,
                 size,
                 split.batch_size,
                 split.seed,
                 split.augment,
-            ),
-        ),
-        set(
-            &names[..nb],
-            ProceduralSource::test(world.clone(), half(true), size, split.test_batch_size),
-        ),
-        set(
-            &names[nb..],
-            ProceduralSource::test(world.clone(), half(false), size, split.test_batch_size),
-        ),
+            )),
+        },
+        LabelledSet {
+            class_names: names.to_vec(),
+            source: Box::new(ProceduralSource::test(
+                world.clone(),
+                test,
+                size,
+                split.test_batch_size,
+            )),
+        },
     ))
+}
+
+/// The three sets of a base-to-novel run on the procedural world: base training
+/// images (few-shot), base test images, novel test images (see [`subsample_sets`]).
+pub fn base_to_novel_sets(
+    world: &Arc<Downstream>,
+    split: &ProceduralSplit,
+) -> Result<(LabelledSet, LabelledSet, LabelledSet)> {
+    let (train, base_test) = subsample_sets(world, split, Subsample::Base)?;
+    let (_, novel_test) = subsample_sets(world, split, Subsample::New)?;
+    Ok((train, base_test, novel_test))
 }

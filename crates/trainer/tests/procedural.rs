@@ -90,7 +90,7 @@ fn the_protocol_runs_on_the_procedural_world() {
         device: "test".into(),
     };
     let world = world();
-    let maple = protocol::procedural_base_to_novel(&ctx, &world, &[1], &mut Silent).unwrap();
+    let maple = protocol::procedural_base_to_novel(&ctx, &world, &[1], None, &mut Silent).unwrap();
     let zs = protocol::procedural_zero_shot(
         &backbone.valid(),
         &config,

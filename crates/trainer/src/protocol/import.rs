@@ -77,6 +77,35 @@ impl ImportSpec {
     }
 }
 
+/// The learner checkpoint in a run folder or file: `path` itself when it is a file, else
+/// the one with the highest epoch (or `epoch`) in `path`, `path/checkpoints` or a
+/// reference trainer sub-folder (see [`REFERENCE_SUBFOLDERS`]).
+pub fn find_checkpoint(path: &Path, epoch: Option<usize>) -> Result<PathBuf> {
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !path.is_dir() {
+        return Err(TrainerError::Invalid(format!(
+            "{}: no such checkpoint file or run folder",
+            path.display()
+        )));
+    }
+    let subs = REFERENCE_SUBFOLDERS
+        .iter()
+        .map(|f| path.join(f))
+        .chain([path.join("checkpoints"), path.to_path_buf()]);
+    for sub in subs {
+        if let Some(found) = find_epoch_file(&sub, epoch)? {
+            return Ok(found);
+        }
+    }
+    Err(TrainerError::Invalid(format!(
+        "{}: no learner-epochN.safetensors or model.pth.tar-N in it, its checkpoints/ or {{{}}}/",
+        path.display(),
+        REFERENCE_SUBFOLDERS.join(",")
+    )))
+}
+
 fn find_epoch_file(dir: &Path, epoch: Option<usize>) -> Result<Option<PathBuf>> {
     if !dir.is_dir() {
         return Ok(None);

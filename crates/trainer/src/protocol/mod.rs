@@ -31,7 +31,10 @@ use datasets::{Dataset, DatasetName};
 
 pub use base_to_novel::base_to_novel;
 pub use import::ImportSpec;
-pub use procedural::{procedural_base_to_novel, procedural_zero_shot};
+pub use procedural::{
+    demo_config, demo_world, procedural_base_to_novel, procedural_train_and_test,
+    procedural_zero_shot, DEMO_EPOCH_FACTOR, PROCEDURAL,
+};
 pub use run::{run_seed, EvalSpec, LearnerFrom};
 pub use single::{evaluate_checkpoints, train_and_test};
 pub use transfer::{cross_dataset, CROSS_DATASET_TARGETS, DOMAIN_GENERALISATION_TARGETS};

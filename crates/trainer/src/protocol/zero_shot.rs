@@ -18,11 +18,13 @@ use super::sets::split_config;
 
 /// Zero-shot CLIP with the reference's per-dataset templates (`trainers/zsclip.py`):
 /// base and novel classes (and their HM) for datasets with a train split, all classes
-/// for the test-only ones. Writes the summary into `output_dir`.
+/// for the test-only ones and for every dataset with `all_classes` (the transfer
+/// protocols). Writes the summary into `output_dir`.
 pub fn zero_shot<B: Backend>(
     backbone: &Backbone<B>,
     root: &Path,
     datasets: &[DatasetName],
+    all_classes: bool,
     test_batch_size: usize,
     output_dir: &Path,
     device: &str,
@@ -65,7 +67,7 @@ pub fn zero_shot<B: Backend>(
             )?
             .percent())
         };
-        if name.is_test_only() {
+        if name.is_test_only() || all_classes {
             let a = eval(Subsample::All, &mut log)?;
             rows.push(SummaryRow::accuracy(name.as_str(), &[], &[a], None));
         } else {

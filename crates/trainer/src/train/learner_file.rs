@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use maple_prompts::checkpoint::{load_checkpoint, read_reference_checkpoint};
-use maple_prompts::{AnyLearner, MethodConfig};
+use maple_prompts::{AnyLearner, Method, MethodConfig};
 
 use crate::config::RunConfig;
 use crate::error::{io, Result, TrainerError};
@@ -35,6 +35,38 @@ pub fn checkpoint_kind(path: &Path) -> Result<CheckpointKind> {
             CheckpointKind::Ours
         },
     )
+}
+
+/// The method of the learner in a checkpoint file (ours: from its settings; the
+/// reference's: recognised from its tensor names).
+pub fn checkpoint_method(path: &Path) -> Result<Method> {
+    match checkpoint_kind(path)? {
+        CheckpointKind::Ours => {
+            let bytes = std::fs::read(path).map_err(io(path))?;
+            let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+                TrainerError::Config {
+                    path: path.to_path_buf(),
+                    message: format!("not a learner checkpoint: {e}"),
+                }
+            })?;
+            let settings: serde_json::Value = header
+                .metadata()
+                .as_ref()
+                .and_then(|m| m.get("config"))
+                .and_then(|c| serde_json::from_str(c).ok())
+                .ok_or_else(|| TrainerError::Config {
+                    path: path.to_path_buf(),
+                    message: "no readable `config` metadata: not a learner checkpoint".into(),
+                })?;
+            Ok(MethodConfig::from_settings(&settings)?.method())
+        }
+        CheckpointKind::Reference => read_reference_checkpoint(path)?
+            .detect_method()
+            .ok_or_else(|| TrainerError::Config {
+                path: path.to_path_buf(),
+                message: "no prompt-learner tensors of a known method".into(),
+            }),
+    }
 }
 
 /// A learner loaded from a file, with what the file says about it.
