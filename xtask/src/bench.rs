@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: speed of the MaPLe workloads on a randomly initialised CLIP,
-//! optionally against the PyTorch baseline (`shared/bench/torch_maple.py`) run on the same
-//! machine in the same invocation.
+//! optionally against the PyTorch baseline (the repository's `bench/torch_maple.py`, a
+//! copy of the shared reference script) run on the same machine in the same invocation.
 //!
 //! The workloads, shapes, flags and JSON fields are those of the PyTorch script:
 //!
@@ -14,6 +14,12 @@
 //! ids with `n` uniform in `1..=5`, `EOT`. The text tower computes only the first
 //! `max(EOT) + 1` positions (exact: attention is causal); the script always runs all 77.
 //! `--full-context` makes one class prompt fill the context, so both compute 77 positions.
+//!
+//! Besides wall time (the median is the reported figure) each iteration records the
+//! process CPU seconds (all threads; on a machine shared with other work the wall time
+//! grows while the CPU time stays close), and each workload its peak resident memory
+//! (Linux: `VmHWM`, reset before the workload; the PyTorch script reports its process
+//! maximum as `peak_bytes`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -139,12 +145,16 @@ pub struct Args {
     #[arg(long)]
     pub compare: bool,
     /// Python interpreter with torch for `--compare` (default: `.venv-bench/bin/python` at the
-    /// repository root, created with `python3 -m venv` and `pip install torch numpy` if missing).
+    /// repository root if it has torch, else `python3` on PATH if it has torch, else
+    /// `.venv-bench` created with `python3 -m venv` and `pip install torch numpy`).
     #[arg(long)]
     pub python: Option<PathBuf>,
-    /// The PyTorch baseline script (default: `shared/bench/torch_maple.py` in or beside the repository).
+    /// The PyTorch baseline script (default: `bench/torch_maple.py` in the repository).
     #[arg(long)]
     pub script: Option<PathBuf>,
+    /// Leave glibc's malloc at its defaults (see [`tune_malloc`]).
+    #[arg(long)]
+    pub no_malloc_tuning: bool,
     /// Also write the final JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -168,6 +178,26 @@ struct Timing {
     max_s: f64,
     #[serde(flatten)]
     extra: serde_json::Map<String, Value>,
+}
+
+impl Timing {
+    /// Median process CPU seconds per iteration, if recorded (`cpu_s`).
+    fn cpu_median(&self) -> Option<f64> {
+        let v: Vec<f64> = self
+            .extra
+            .get("cpu_s")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_f64)
+            .filter(|x| x.is_finite())
+            .collect();
+        (!v.is_empty()).then(|| median(&v))
+    }
+
+    /// Peak resident memory in bytes, if recorded (`peak_bytes`).
+    fn peak_bytes(&self) -> Option<f64> {
+        self.extra.get("peak_bytes")?.as_f64()
+    }
 }
 
 fn repo_root() -> PathBuf {
@@ -285,13 +315,59 @@ fn build<B: burn::tensor::backend::Backend>(
     Ok((PromptedClip { clip, learner }, init_trainable))
 }
 
-/// Runs `step` `warmup` times untimed, then `iters` times timed; returns seconds per iteration.
+/// Process CPU time (user + system, all threads) in seconds, where the OS tells it
+/// (Linux `/proc/self/stat`, clock ticks of 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Hands memory freed by earlier workloads back to the OS (glibc `malloc_trim`; with
+/// [`tune_malloc`] it would otherwise stay resident and count in the next peak).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free heap memory to the OS.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+/// Resets the process's peak resident set size (Linux `clear_refs`), so that
+/// [`peak_rss_bytes`] measures from here.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size since the last [`reset_peak_rss`] (Linux `VmHWM`).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Seconds per timed iteration: wall clock and process CPU time.
+struct Times {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+/// Runs `step` `warmup` times untimed, then `iters` times timed.
 fn time_it(
     name: &str,
     warmup: usize,
     iters: usize,
     mut step: impl FnMut() -> Result<()>,
-) -> Result<Vec<f64>> {
+) -> Result<Times> {
     for i in 0..warmup {
         let t = Instant::now();
         step()?;
@@ -301,13 +377,24 @@ fn time_it(
             t.elapsed().as_secs_f64()
         );
     }
-    let mut times = Vec::with_capacity(iters);
+    let mut times = Times {
+        wall: Vec::with_capacity(iters),
+        cpu: Vec::with_capacity(iters),
+    };
     for i in 0..iters {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         step()?;
         let s = t.elapsed().as_secs_f64();
-        eprintln!("  ours {name}: iteration {}/{iters}: {s:.3} s", i + 1);
-        times.push(s);
+        let cpu = match (c, cpu_seconds()) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
+        eprintln!(
+            "  ours {name}: iteration {}/{iters}: {s:.3} s (cpu {cpu:.2} s)",
+            i + 1
+        );
+        times.wall.push(s);
+        times.cpu.push(cpu);
     }
     Ok(times)
 }
@@ -343,6 +430,8 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
         .map(|_| rng.random_range(0..args.classes as i64))
         .collect();
     let setup = Instant::now();
+    release_free_memory();
+    reset_peak_rss();
     let mut clip_trainable = None;
     let (times, text_positions) = match workload {
         Workload::TrainStep => {
@@ -409,6 +498,7 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
     extra.insert("rayon_threads".into(), json!(threads.0));
     extra.insert("matmul_threads".into(), json!(threads.1));
     extra.insert("warmup".into(), json!(args.warmup));
+    extra.insert("malloc_tuned".into(), json!(!args.no_malloc_tuning));
     if workload != Workload::EncodeImages {
         extra.insert("text_positions".into(), json!(text_positions));
     }
@@ -416,7 +506,12 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
         extra.insert("clip_init_trainable_params".into(), json!(init));
         extra.insert("clip_trainable_params".into(), json!(used));
     }
-    extra.insert("times_s".into(), json!(times));
+    extra.insert("times_s".into(), json!(times.wall));
+    extra.insert("cpu_s".into(), json!(times.cpu));
+    if let Some(peak) = peak_rss_bytes() {
+        extra.insert("peak_bytes".into(), json!(peak));
+        extra.insert("peak_kind".into(), json!("workload_max_rss"));
+    }
     Ok(Timing {
         implementation: "burn".into(),
         model: args.model.name().into(),
@@ -427,9 +522,9 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
         depth: args.depth,
         threads: args.threads,
         iters: args.iters,
-        median_s: median(&times),
-        min_s: times.iter().copied().fold(f64::INFINITY, f64::min),
-        max_s: times.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        median_s: median(&times.wall),
+        min_s: times.wall.iter().copied().fold(f64::INFINITY, f64::min),
+        max_s: times.wall.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         extra,
     })
 }
@@ -442,25 +537,14 @@ fn find_script(args: &Args) -> Result<PathBuf> {
         }
         return Ok(p.clone());
     }
-    let root = repo_root();
-    let candidates = [
-        root.join("shared/bench/torch_maple.py"),
-        root.join("../shared/bench/torch_maple.py"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "the PyTorch baseline script was not found (looked for {}); pass --script PATH",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
+    let script = repo_root().join("bench/torch_maple.py");
+    if !script.is_file() {
+        bail!(
+            "the PyTorch baseline script {} is missing; pass --script PATH",
+            script.display()
+        );
+    }
+    Ok(script)
 }
 
 /// Runs a command, returning (success, combined stdout+stderr).
@@ -508,6 +592,9 @@ fn find_python(args: &Args) -> Result<PathBuf> {
     let python = venv.join("bin/python");
     if python.exists() && python_has_torch(&python) {
         return Ok(python);
+    }
+    if let Some(sys) = which_python3().filter(|p| python_has_torch(p)) {
+        return Ok(sys);
     }
     if !python.exists() {
         let sys = which_python3().context(
@@ -647,8 +734,35 @@ fn fmt_s(s: f64) -> String {
     }
 }
 
+/// Keeps freed memory in the process for reuse (glibc only; returns whether it applied).
+///
+/// By default glibc hands large freed blocks back to the OS (mmap'd blocks, and the heap
+/// top above 128 KiB); every large tensor of the next op is then a fresh mapping whose
+/// pages fault and are zeroed on first touch, 5-10% of a step here (docs/PERFORMANCE.md).
+/// With the mmap threshold at its maximum (32 MiB) and no trimming, freed blocks are reused.
+/// The `maple` binary should make the same call at startup.
+pub fn tune_malloc() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, i32::MAX) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Runs the benchmark.
 pub fn run(args: Args) -> Result<()> {
+    let malloc_tuned = !args.no_malloc_tuning && tune_malloc();
     // Before any tensor work: thread pools are sized once.
     let threads = set_threads(args.threads, args.matmul_threads)?;
     if args.iters == 0 {
@@ -676,7 +790,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let dev = device(0);
     eprintln!(
-        "bench: {} on {}, batch {}, classes {}, n_ctx {}, depth {}, threads {} (rayon {}, matrixmultiply {}), warm-up {}, iterations {}{}",
+        "bench: {} on {}, batch {}, classes {}, n_ctx {}, depth {}, threads {} (rayon {}, matrixmultiply {}), warm-up {}, iterations {}, malloc {}{}",
         args.model.name(),
         describe(&dev),
         args.batch,
@@ -688,6 +802,7 @@ pub fn run(args: Args) -> Result<()> {
         threads.1,
         args.warmup,
         args.iters,
+        if malloc_tuned { "tuned" } else { "default" },
         if args.full_context { ", full text context" } else { "" }
     );
 
@@ -706,6 +821,8 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let mut ratios = serde_json::Map::new();
+    let mut cpu_ratios = serde_json::Map::new();
+    let mut peak_ratios = serde_json::Map::new();
     for (o, p) in ours.iter().zip(&theirs) {
         let r = o.median_s / p.median_s;
         println!(
@@ -713,30 +830,64 @@ pub fn run(args: Args) -> Result<()> {
             o.workload, o.median_s, p.median_s, o.iters
         );
         ratios.insert(o.workload.clone(), json!(r));
+        if let (Some(a), Some(b)) = (o.cpu_median(), p.cpu_median()) {
+            cpu_ratios.insert(o.workload.clone(), json!(a / b));
+        }
+        if let (Some(a), Some(b)) = (o.peak_bytes(), p.peak_bytes()) {
+            peak_ratios.insert(o.workload.clone(), json!(a / b));
+        }
     }
 
     // Human table.
     println!();
+    let mib = |t: &Timing| {
+        t.peak_bytes()
+            .map_or("-".to_string(), |b| format!("{:.0} MiB", b / 1048576.0))
+    };
+    let cpu = |t: &Timing| t.cpu_median().map_or("-".to_string(), fmt_s);
     if torch.is_some() {
         println!(
-            "{:<14} {:>12} {:>12} {:>12} {:>12} {:>8}",
-            "workload", "ours med", "ours min", "torch med", "torch min", "ratio"
+            "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>9} {:>9} {:>6}",
+            "workload",
+            "ours med",
+            "ours min",
+            "ours cpu",
+            "torch med",
+            "torch min",
+            "torch cpu",
+            "ratio",
+            "cpu r.",
+            "ours peak",
+            "torch pk",
+            "mem r."
         );
         for (o, p) in ours.iter().zip(&theirs) {
+            let opt = |m: &serde_json::Map<String, Value>| {
+                m.get(&o.workload)
+                    .and_then(Value::as_f64)
+                    .map_or("-".to_string(), |r| format!("{r:.3}"))
+            };
             println!(
-                "{:<14} {:>12} {:>12} {:>12} {:>12} {:>8.3}",
+                "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7.3} {:>7} {:>9} {:>9} {:>6}",
                 o.workload,
                 fmt_s(o.median_s),
                 fmt_s(o.min_s),
+                cpu(o),
                 fmt_s(p.median_s),
                 fmt_s(p.min_s),
-                o.median_s / p.median_s
+                cpu(p),
+                o.median_s / p.median_s,
+                opt(&cpu_ratios),
+                mib(o),
+                mib(p),
+                opt(&peak_ratios)
             );
         }
         if let Some(p) = theirs.first() {
             let v = p.extra.get("torch").and_then(Value::as_str).unwrap_or("?");
             println!(
-                "pytorch {v}, {} threads; ours: {} threads (rayon {}, matrixmultiply {})",
+                "pytorch {v}, {} threads; ours: {} threads (rayon {}, matrixmultiply {}); \
+                 cpu = median process CPU seconds per iteration (all threads); peak = resident memory",
                 p.threads, args.threads, threads.0, threads.1
             );
         }
@@ -746,22 +897,24 @@ pub fn run(args: Args) -> Result<()> {
                 .find_map(|o| o.extra.get("text_positions").cloned())
                 .unwrap_or(Value::Null);
             println!(
-                "note: our text tower computes {len} positions (up to the last EOT); the PyTorch script computes 77. \
-                 --full-context compares the same work."
+                "note: our text tower computes each class prompt up to its EOT (at most {len} positions); \
+                 the PyTorch script computes 77. --full-context compares the same work."
             );
         }
     } else {
         println!(
-            "{:<14} {:>12} {:>12} {:>12}",
-            "workload", "median", "min", "max"
+            "{:<14} {:>12} {:>12} {:>12} {:>12} {:>10}",
+            "workload", "median", "min", "max", "cpu med", "peak"
         );
         for o in &ours {
             println!(
-                "{:<14} {:>12} {:>12} {:>12}",
+                "{:<14} {:>12} {:>12} {:>12} {:>12} {:>10}",
                 o.workload,
                 fmt_s(o.median_s),
                 fmt_s(o.min_s),
-                fmt_s(o.max_s)
+                fmt_s(o.max_s),
+                cpu(o),
+                mib(o)
             );
         }
     }
@@ -771,6 +924,8 @@ pub fn run(args: Args) -> Result<()> {
     if torch.is_some() {
         summary["pytorch"] = json!(theirs);
         summary["ratios"] = Value::Object(ratios);
+        summary["cpu_ratios"] = Value::Object(cpu_ratios);
+        summary["peak_ratios"] = Value::Object(peak_ratios);
     }
     let text = serde_json::to_string(&summary)?;
     println!("{text}");

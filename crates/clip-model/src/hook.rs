@@ -24,13 +24,38 @@ pub trait BlockHook<B: Backend> {
     fn after_block(&self, layer: usize, x: &Tensor<B, 3>) {
         let _ = (layer, x);
     }
+
+    /// Whether the hook treats every sequence on its own and needs no positions past a
+    /// sequence's EOT. The text tower may then group the sequences by length and call
+    /// both methods once per group, with `x` holding that group's sequences cut to their
+    /// own `eot + 1` positions (exact: attention is causal). Default `false`: one call
+    /// per block with the whole batch, as long as its longest sequence.
+    fn per_sequence(&self) -> bool {
+        false
+    }
+
+    /// Whether `after_block` needs every position of the last block's output. When
+    /// `false` the towers compute only the pooled positions in their last block (the
+    /// class token; each sequence's EOT), exact and a block's worth of work cheaper, and
+    /// `after_block` for that block sees `[batch, 1, width]`. Default `true`.
+    fn observes_outputs(&self) -> bool {
+        true
+    }
 }
 
 /// The hook that does nothing: plain CLIP.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHook;
 
-impl<B: Backend> BlockHook<B> for NoHook {}
+impl<B: Backend> BlockHook<B> for NoHook {
+    fn per_sequence(&self) -> bool {
+        true
+    }
+
+    fn observes_outputs(&self) -> bool {
+        false
+    }
+}
 
 /// Where prompt tokens sit in a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,23 +82,21 @@ pub struct DeepPrompts<B: Backend> {
 impl<B: Backend> DeepPrompts<B> {
     /// Writes `prompts` (`[n, width]`, broadcast over the batch) into the slots of `x`.
     ///
+    /// One `slice_assign`: in place where the backend can, and under autodiff its backward
+    /// is a slice of the gradient (a `cat` of slices would copy the whole sequence forward
+    /// and zero-fill a whole-sequence tensor per slice backward).
+    ///
     /// # Shapes
     /// - `x`: `[batch, seq, width]`, `prompts`: `[n, width]` → `[batch, seq, width]`
     pub fn splice(anchor: PromptAnchor, x: Tensor<B, 3>, prompts: Tensor<B, 2>) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         let [n, _] = prompts.dims();
         let p = prompts.unsqueeze_dim::<3>(0).expand([batch, n, width]);
-        match anchor {
-            PromptAnchor::AfterFirst => Tensor::cat(
-                vec![
-                    x.clone().slice([0..batch, 0..1]),
-                    p,
-                    x.slice([0..batch, 1 + n..seq]),
-                ],
-                1,
-            ),
-            PromptAnchor::End => Tensor::cat(vec![x.slice([0..batch, 0..seq - n]), p], 1),
-        }
+        let start = match anchor {
+            PromptAnchor::AfterFirst => 1,
+            PromptAnchor::End => seq - n,
+        };
+        x.slice_assign([0..batch, start..start + n, 0..width], p)
     }
 }
 
@@ -83,5 +106,15 @@ impl<B: Backend> BlockHook<B> for DeepPrompts<B> {
             Some(Some(p)) => Self::splice(self.anchor, x, p.clone()),
             _ => x,
         }
+    }
+
+    /// Text prompts right after the first token are per sequence; prompts at the end of
+    /// the sequence depend on its length.
+    fn per_sequence(&self) -> bool {
+        self.anchor == PromptAnchor::AfterFirst
+    }
+
+    fn observes_outputs(&self) -> bool {
+        false
     }
 }

@@ -12,13 +12,14 @@
 //! so that every division in the graph has an untracked numerator (its backward is then an
 //! exact division) and no `log` is differentiated; there the forward follows PyTorch's CPU
 //! kernels (LayerNorm multiplies by `1 / sqrt(var + eps)`, softmax by `1 / sum`). Without
-//! autodiff, `softmax` and `log_softmax` call Burn's kernels, and `LayerNorm` and
-//! `l2_normalize` divide, as Burn's default `layer_norm` composition does.
+//! autodiff, `softmax`, `log_softmax` and `LayerNorm` call the backend's kernels (fused
+//! row kernels on flex; Burn's default compositions, which divide, on ndarray), and
+//! `l2_normalize` divides.
 
 use burn::module::{Module, Param};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorPrimitive};
 
 /// `1 / x` with an exact forward (a true division) and an exact gradient.
 fn reciprocal<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
@@ -53,15 +54,20 @@ impl<B: Backend> LayerNorm<B> {
     /// # Shapes
     /// - `x`: `[..., width]` → same shape
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if !B::ad_enabled(&x.device()) {
+            // One fused pass where the backend has a kernel (flex), Burn's composition elsewhere.
+            return Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(
+                x.into_primitive().tensor(),
+                self.gamma.val().into_primitive().tensor(),
+                Some(self.beta.val().into_primitive().tensor()),
+                self.epsilon,
+            )));
+        }
         let d = x.dims()[D - 1];
         let centered = x.clone() - x.mean_dim(D - 1);
         let var = centered.clone().powi_scalar(2).mean_dim(D - 1);
         let std = (var + self.epsilon).sqrt();
-        let normalized = if B::ad_enabled(&centered.device()) {
-            centered * reciprocal(std)
-        } else {
-            centered / std
-        };
+        let normalized = centered * reciprocal(std);
         let mut shape = [1usize; D];
         shape[D - 1] = d;
         normalized * self.gamma.val().reshape(shape) + self.beta.val().reshape(shape)

@@ -78,17 +78,27 @@ impl<B: Backend> VisionTransformer<B> {
     }
 
     /// Runs `ln_pre`, the blocks (with `hook` around each) and pools the class token:
-    /// `ln_post(x[:, 0]) @ proj`. Tokens may include appended prompts.
+    /// `ln_post(x[:, 0]) @ proj`. Tokens may include appended prompts. Unless the hook
+    /// [observes outputs](BlockHook::observes_outputs), the last block computes the class
+    /// token only.
     ///
     /// # Shapes
     /// - `tokens`: `[batch, seq, width]` → `[batch, embed_dim]`
     pub fn encode_tokens(&self, tokens: Tensor<B, 3>, hook: &dyn BlockHook<B>) -> Tensor<B, 2> {
+        let [b, _, width] = tokens.dims();
         let mut x = self.ln_pre.forward(tokens);
+        let last = self.resblocks.len().checked_sub(1);
         for (i, block) in self.resblocks.iter().enumerate() {
-            x = block.forward(hook.before_block(i, x), false);
+            let input = hook.before_block(i, x);
+            if Some(i) == last && !hook.observes_outputs() {
+                let [_, seq, _] = input.dims();
+                let cls = block.forward_pooled(input.reshape([b * seq, width]), &vec![0; b], false);
+                hook.after_block(i, &cls.clone().reshape([b, 1, width]));
+                return self.ln_post.forward(cls).matmul(self.proj.val());
+            }
+            x = block.forward(input, false);
             hook.after_block(i, &x);
         }
-        let [b, _, width] = x.dims();
         let cls = x.slice([0..b, 0..1]).reshape([b, width]);
         self.ln_post.forward(cls).matmul(self.proj.val())
     }
@@ -99,5 +109,85 @@ impl<B: Backend> VisionTransformer<B> {
     /// - `images`: `[batch, 3, res, res]` → `[batch, embed_dim]`
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         self.encode_tokens(self.embed(images), &crate::NoHook)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hook::{DeepPrompts, PromptAnchor};
+    use burn::backend::{Autodiff, NdArray};
+    use burn::tensor::Distribution;
+
+    type AB = Autodiff<NdArray<f32>>;
+
+    /// Delegates to a hook but observes outputs: every block computed in full.
+    struct Full<'a>(&'a dyn BlockHook<AB>);
+
+    impl BlockHook<AB> for Full<'_> {
+        fn before_block(&self, layer: usize, x: Tensor<AB, 3>) -> Tensor<AB, 3> {
+            self.0.before_block(layer, x)
+        }
+    }
+
+    /// Computing only the class token in the last block gives the features and prompt
+    /// gradients of the full last block (prompts in every block, the last included).
+    #[test]
+    fn class_token_only_last_block_matches_full_block() {
+        let device = Default::default();
+        let config = ClipConfig {
+            vision_width: 32,
+            vision_heads: 2,
+            vision_layers: 3,
+            vision_patch_size: 8,
+            image_resolution: 32,
+            embed_dim: 16,
+            ..ClipConfig::vit_b16()
+        };
+        let tower = VisionTransformer::<AB>::init(&config, &device);
+        let images =
+            Tensor::<AB, 4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let deep: Vec<Option<Tensor<AB, 2>>> = (0..3)
+            .map(|_| {
+                Some(
+                    Tensor::random([2, 32], Distribution::Normal(0.0, 0.5), &device).require_grad(),
+                )
+            })
+            .collect();
+        let hook = DeepPrompts {
+            anchor: PromptAnchor::End,
+            layers: deep.clone(),
+        };
+        let run = |h: &dyn BlockHook<AB>| {
+            let tokens = tower.embed(images.clone());
+            let out = tower.encode_tokens(tokens, h);
+            let grads = (out.clone() * out.clone()).sum().backward();
+            let g: Vec<f32> = deep
+                .iter()
+                .flat_map(|p| {
+                    let p = p.as_ref().unwrap();
+                    p.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap()
+                })
+                .collect();
+            (out.into_data().to_vec::<f32>().unwrap(), g)
+        };
+        let err = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let (pooled, g_pooled) = run(&hook);
+        let (full, g_full) = run(&Full(&hook));
+        assert!(
+            err(&pooled, &full) < 1e-5,
+            "features: {}",
+            err(&pooled, &full)
+        );
+        assert!(
+            err(&g_pooled, &g_full) < 1e-5,
+            "gradients: {}",
+            err(&g_pooled, &g_full)
+        );
     }
 }
