@@ -12,6 +12,8 @@
 
 pub mod backend;
 
+pub use burn;
+
 pub use clip_model;
 pub use datasets;
 pub use maple_prompts;

@@ -28,9 +28,12 @@ impl std::str::FromStr for MethodArg {
         {
             return Ok(MethodArg::ZeroShot);
         }
-        s.parse::<Method>()
-            .map(MethodArg::Learner)
-            .map_err(|_| format!("unknown method {s:?}: expected one of {}, clip", method_names()))
+        s.parse::<Method>().map(MethodArg::Learner).map_err(|_| {
+            format!(
+                "unknown method {s:?}: expected one of {}, clip",
+                method_names()
+            )
+        })
     }
 }
 
@@ -124,17 +127,6 @@ pub struct Common {
     /// Stop once this many epochs of a run are done (the same command without it continues).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub stop_after: Option<u64>,
-}
-
-impl Common {
-    /// The learner method asked for (`None` for zero-shot CLIP), `default` when unsaid.
-    pub fn learner_method(&self, default: Method) -> Option<Method> {
-        match self.method {
-            Some(MethodArg::Learner(m)) => Some(m),
-            Some(MethodArg::ZeroShot) => None,
-            None => Some(default),
-        }
-    }
 }
 
 /// The reference preset of `method` for `protocol`.

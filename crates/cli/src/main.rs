@@ -243,7 +243,13 @@ fn run(cli: Cli) -> Result<()> {
                     import,
                 }
             };
-            with_context(&a.common, Protocol::Base2novel, "base2novel", job, &mut bars)
+            with_context(
+                &a.common,
+                Protocol::Base2novel,
+                "base2novel",
+                job,
+                &mut bars,
+            )
         }
         Command::Xd(a) => {
             let (protocol, default_targets): (Protocol, &[DatasetName]) = if a.dg {

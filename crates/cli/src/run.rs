@@ -101,9 +101,7 @@ impl Job {
                 dataset.as_str(),
                 (*subsample != Subsample::All).then_some(ClassSet::Base),
             ),
-            Job::BaseToNovel { datasets, .. } => {
-                (datasets.first()?.as_str(), Some(ClassSet::Base))
-            }
+            Job::BaseToNovel { datasets, .. } => (datasets.first()?.as_str(), Some(ClassSet::Base)),
             Job::Transfer { source, .. } => (source.as_str(), None),
             Job::ProceduralBaseToNovel { .. } => (PROCEDURAL, Some(ClassSet::Base)),
             Job::ProceduralTrain { subsample, .. } => (

@@ -237,7 +237,12 @@ impl RunConfig {
     /// - prompt depths rescaled from ViT-B/16's 12 blocks to the CLIP's
     ///   ([`MethodConfig::scale_depth`]);
     /// - epochs times `epoch_factor` (rounded, at least 1).
-    pub fn scaled_to(&self, clip: &clip_model::ClipConfig, logit_scale: f64, epoch_factor: f64) -> Self {
+    pub fn scaled_to(
+        &self,
+        clip: &clip_model::ClipConfig,
+        logit_scale: f64,
+        epoch_factor: f64,
+    ) -> Self {
         let mut c = self.clone();
         c.optim.lr *= 100.0 / logit_scale;
         let layers = clip.vision_layers.min(clip.transformer_layers);

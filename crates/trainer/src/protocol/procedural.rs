@@ -51,7 +51,10 @@ pub fn demo_config<B: Backend>(
         "{} adapted to the toy CLIP (lr x 100/{:.1}, depth for {} blocks, epochs x {})",
         reference.description,
         backbone.logit_scale(),
-        backbone.config.vision_layers.min(backbone.config.transformer_layers),
+        backbone
+            .config
+            .vision_layers
+            .min(backbone.config.transformer_layers),
         DEMO_EPOCH_FACTOR
     );
     c.weights = weights.to_string();
@@ -135,7 +138,9 @@ pub fn procedural_base_to_novel<B: AutodiffBackend>(
             base_to_novel_sets(world, &split(ctx.config, image_size, seed))?;
         let run_dir = ctx.output_dir.join(PROCEDURAL).join(format!("seed{seed}"));
         let learner = match import {
-            Some(spec) => LearnerFrom::Import(spec.resolve(PROCEDURAL, seed, Some(ClassSet::Base))?),
+            Some(spec) => {
+                LearnerFrom::Import(spec.resolve(PROCEDURAL, seed, Some(ClassSet::Base))?)
+            }
             None => LearnerFrom::Train(&train),
         };
         let evals = vec![
@@ -147,7 +152,9 @@ pub fn procedural_base_to_novel<B: AutodiffBackend>(
         } else {
             Protocol::Base2novel
         };
-        let r = run_seed(ctx, protocol, PROCEDURAL, seed, &run_dir, learner, evals, &mut log)?;
+        let r = run_seed(
+            ctx, protocol, PROCEDURAL, seed, &run_dir, learner, evals, &mut log,
+        )?;
         base.push(evaluated(&r, PROCEDURAL, ClassSet::Base)?);
         novel.push(evaluated(&r, PROCEDURAL, ClassSet::Novel)?);
     }
@@ -182,7 +189,9 @@ pub fn procedural_train_and_test<B: AutodiffBackend>(
             None => (LearnerFrom::Train(&train), Protocol::Train),
         };
         let evals = vec![EvalSpec::new(PROCEDURAL, classes, move || Ok(test))];
-        let r = run_seed(ctx, protocol, PROCEDURAL, seed, &run_dir, learner, evals, &mut log)?;
+        let r = run_seed(
+            ctx, protocol, PROCEDURAL, seed, &run_dir, learner, evals, &mut log,
+        )?;
         acc.push(evaluated(&r, PROCEDURAL, classes)?);
     }
     let rows = vec![SummaryRow::accuracy(

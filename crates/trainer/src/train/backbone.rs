@@ -54,7 +54,12 @@ impl<B: Backend> Backbone<B> {
     /// CLIP's learned logit scale, `exp(logit_scale)` (100 for OpenAI's models).
     pub fn logit_scale(&self) -> f64 {
         use burn::tensor::ElementConversion;
-        self.clip.logit_scale.val().exp().into_scalar().elem::<f64>()
+        self.clip
+            .logit_scale
+            .val()
+            .exp()
+            .into_scalar()
+            .elem::<f64>()
     }
 
     /// The image side a run uses: the config's, else the CLIP's resolution.

@@ -60,12 +60,14 @@ pub fn checkpoint_method(path: &Path) -> Result<Method> {
                 })?;
             Ok(MethodConfig::from_settings(&settings)?.method())
         }
-        CheckpointKind::Reference => read_reference_checkpoint(path)?
-            .detect_method()
-            .ok_or_else(|| TrainerError::Config {
-                path: path.to_path_buf(),
-                message: "no prompt-learner tensors of a known method".into(),
-            }),
+        CheckpointKind::Reference => {
+            read_reference_checkpoint(path)?
+                .detect_method()
+                .ok_or_else(|| TrainerError::Config {
+                    path: path.to_path_buf(),
+                    message: "no prompt-learner tensors of a known method".into(),
+                })
+        }
     }
 }
 
