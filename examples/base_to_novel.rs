@@ -284,13 +284,17 @@ fn main() -> Result<()> {
 }
 
 fn set_depth(config: &mut RunConfig, d: usize) {
-    let MethodConfig::Maple(m) = &mut config.learner;
-    m.depth = d;
+    // `if let`: compile shim from the `methods` branch (other methods have no MaPLe depth).
+    if let MethodConfig::Maple(m) = &mut config.learner {
+        m.depth = d;
+    }
 }
 
 fn depth(config: &RunConfig) -> usize {
     match &config.learner {
         MethodConfig::Maple(m) => m.depth,
+        // Compile shim from the `methods` branch.
+        _ => 0,
     }
 }
 
