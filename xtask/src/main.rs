@@ -22,9 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every parity check against a fixture folder with the maple-tiny layout.
+    /// Run every parity check against a fixture folder (maple-tiny layout or one
+    /// methods-tiny/<method> folder) or a folder of them (methods-tiny).
     Parity {
-        /// The fixture folder (e.g. tests/fixtures/maple-tiny).
+        /// The fixture folder (e.g. tests/fixtures/maple-tiny, tests/fixtures/methods-tiny).
         dir: PathBuf,
         /// Run on the CPU backend in double precision instead of the selected backend in f32.
         #[arg(long)]

@@ -1,4 +1,6 @@
-//! Learner-only checkpoints (safetensors) and import of the reference's own checkpoints.
+//! Learner-only checkpoints (safetensors) and import of the reference's own checkpoints
+//! for every method (CoOp, Co-CoOp, IVLP, VPT, MaPLe; names mapped by
+//! [`crate::reference_names`]).
 //!
 //! Our checkpoint holds the learner's parameters (`param.<path>`), the SGD momentum
 //! buffers (`momentum.<path>`), and metadata (format, epoch, learner config, class names,
@@ -16,7 +18,9 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{MapleError, Result};
 use crate::method::{AnyLearner, Method, MethodConfig};
+use crate::context::word_count;
 use crate::path::ParamPath;
+use crate::reference_names::{detect_method, from_official, is_frozen_clip};
 use crate::torch_pickle::read_torch_checkpoint;
 
 /// Value of the `format` metadata entry of our checkpoints.
@@ -328,8 +332,9 @@ pub fn named_grads<AB: burn::tensor::backend::AutodiffBackend, M: Module<AB>>(
     v.out
 }
 
-/// Converts learner tensors from Burn layout to the reference's PyTorch layout: the
-/// `prompt_learner.` prefix is added and every 2-D `*.weight` (a `Linear`, stored
+/// Converts MaPLe learner tensors from Burn layout to the reference's PyTorch layout (for
+/// any method: [`crate::reference_names::to_official_tensors`]): the `prompt_learner.`
+/// prefix is added and every 2-D `*.weight` (a `Linear`, stored
 /// `[in, out]` by Burn and `[out, in]` by PyTorch) is transposed.
 pub fn to_reference_layout(
     params: &BTreeMap<String, NamedTensor>,
@@ -365,11 +370,14 @@ fn relayout(key: &str, t: &NamedTensor) -> NamedTensor {
     }
 }
 
-/// A reference checkpoint's learner tensors and epoch.
+/// A reference checkpoint's learner tensors, method and epoch.
 #[derive(Debug, Clone)]
 pub struct ReferenceCheckpoint {
-    /// `prompt_learner.*` tensors without the prefix (and without `token_prefix`/`token_suffix`),
-    /// in Burn layout (Linear weights transposed to `[in, out]`).
+    /// The method whose tensors the file holds, recognised from their names.
+    pub method: Method,
+    /// The learner tensors under our parameter paths (see [`crate::reference_names`]), in
+    /// Burn layout (Linear weights transposed to `[in, out]`); without the class-dependent
+    /// `token_prefix`/`token_suffix` and without frozen CLIP weights.
     pub params: BTreeMap<String, NamedTensor>,
     /// The `epoch` entry, when present.
     pub epoch: Option<i64>,
@@ -378,96 +386,207 @@ pub struct ReferenceCheckpoint {
 impl ReferenceCheckpoint {
     /// The method whose tensors the file holds, recognised from their names.
     pub fn detect_method(&self) -> Option<Method> {
-        let has = |p: &str| self.params.keys().any(|k| k.starts_with(p));
-        (has("ctx") && (has("proj.") || has("compound_prompts_text."))).then_some(Method::Maple)
+        Some(self.method)
     }
 
     /// Number of classes the learner was trained for, when its tensors depend on it
-    /// (class-specific contexts); 0 otherwise.
+    /// (CoOp's class-specific context `[classes, n_ctx, width]`); 0 otherwise.
     pub fn num_classes(&self) -> usize {
-        0
+        match (self.method, self.params.get("ctx")) {
+            (Method::CoOp, Some(t)) if t.shape.len() == 3 => t.shape[0],
+            _ => 0,
+        }
     }
 
-    /// The settings of the learner in the file: sizes (context length, depth) from the
-    /// tensors, everything else (context words) from `requested`, whose method must be
-    /// the file's.
+    fn rows(&self, path: &str) -> Result<usize> {
+        self.params
+            .get(path)
+            .and_then(|t| t.shape.first().copied())
+            .ok_or_else(|| {
+                MapleError::Invalid(format!(
+                    "the {} checkpoint has no `{path}` tensor (found {:?})",
+                    self.method.display_name(),
+                    self.params.keys().collect::<Vec<_>>()
+                ))
+            })
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.params.keys().filter(|k| k.starts_with(prefix)).count()
+    }
+
+    /// The settings of the learner in the file: sizes (context length, depths, CoOp's
+    /// class-specific context) from the tensors; everything the tensors cannot tell
+    /// (context words, CoOp's class-token position) from `requested`, whose method must be
+    /// the file's. For CoOp and Co-CoOp, whose whole prompt prefix is context, the context
+    /// words are kept only when their word count is the file's context length (they then
+    /// tokenize as the reference did), else dropped (placeholders `X`).
     ///
     /// # Errors
-    /// The file holds another method's tensors, or none that any method knows.
+    /// The file holds another method's tensors, or lacks the method's main tensor.
     pub fn settings_for(&self, requested: &MethodConfig) -> Result<MethodConfig> {
-        let found = self.detect_method().ok_or_else(|| {
-            MapleError::Invalid(format!(
-                "no prompt-learner tensors of a known method (found {:?})",
-                self.params.keys().collect::<Vec<_>>()
-            ))
-        })?;
-        if found != requested.method() {
+        if self.method != requested.method() {
             return Err(MapleError::Invalid(format!(
-                "the checkpoint holds a {found} learner, but the method is {}",
+                "the checkpoint holds a {} learner, but the method is {}",
+                self.method,
                 requested.method()
             )));
         }
-        match requested {
-            MethodConfig::Maple(c) => {
-                let n_ctx = self.params.get("ctx").map_or(c.n_ctx, |t| t.shape[0]);
-                let depth = 1 + self
-                    .params
-                    .keys()
-                    .filter(|k| k.starts_with("compound_prompts_text."))
-                    .count();
-                Ok(MethodConfig::Maple(
-                    c.clone().with_n_ctx(n_ctx).with_depth(depth),
-                ))
+        let words_fit = |init: &Option<String>, n: usize| {
+            init.clone()
+                .filter(|w| crate::context::context_words(Some(w)).map(|w| word_count(&w)) == Some(n))
+        };
+        Ok(match requested {
+            MethodConfig::Maple(c) => MethodConfig::Maple(
+                c.clone()
+                    .with_n_ctx(self.rows("ctx")?)
+                    .with_depth(1 + self.count("compound_prompts_text.")),
+            ),
+            MethodConfig::CoOp(c) => {
+                let ctx = self.params.get("ctx").map(|t| t.shape.clone());
+                let (n, csc) = match ctx.as_deref() {
+                    Some([n, _]) => (*n, false),
+                    Some([_, n, _]) => (*n, true),
+                    other => {
+                        return Err(MapleError::Invalid(format!(
+                            "the CoOp checkpoint's `ctx` has shape {other:?}, expected \
+                             [n_ctx, width] or [classes, n_ctx, width]"
+                        )))
+                    }
+                };
+                let ctx_init = if csc { None } else { words_fit(&c.ctx_init, n) };
+                MethodConfig::CoOp(
+                    c.clone()
+                        .with_n_ctx(n)
+                        .with_csc(csc)
+                        .with_ctx_init(ctx_init),
+                )
             }
-        }
+            MethodConfig::CoCoOp(c) => {
+                let n = self.rows("ctx")?;
+                MethodConfig::CoCoOp(
+                    c.clone()
+                        .with_n_ctx(n)
+                        .with_ctx_init(words_fit(&c.ctx_init, n)),
+                )
+            }
+            MethodConfig::Ivlp(c) => {
+                let mut c = c
+                    .clone()
+                    .with_n_ctx_text(self.rows("ctx")?)
+                    .with_depth_text(1 + self.count("text_deep."));
+                c = if self.params.contains_key("vision_ctx") {
+                    c.with_n_ctx_vision(self.rows("vision_ctx")?)
+                        .with_depth_vision(1 + self.count("vision_deep."))
+                } else {
+                    c.with_depth_vision(0)
+                };
+                MethodConfig::Ivlp(c)
+            }
+            MethodConfig::Vpt(c) => MethodConfig::Vpt(
+                c.clone()
+                    .with_n_ctx(self.rows("vision_ctx")?)
+                    .with_depth(1 + self.count("vision_deep.")),
+            ),
+        })
     }
 
     /// Loads the file's tensors into `learner` (built from [`Self::settings_for`]).
+    ///
+    /// # Errors
+    /// A learner of another method, or tensors that do not fit it (missing, extra, other
+    /// shapes, non-finite values).
     pub fn load_into<B: Backend>(
         &self,
         learner: AnyLearner<B>,
         source: &Path,
     ) -> Result<AnyLearner<B>> {
+        if learner.method() != self.method {
+            return Err(MapleError::Checkpoint {
+                path: source.to_path_buf(),
+                message: format!(
+                    "the file holds a {} learner, not a {} one",
+                    self.method,
+                    learner.method()
+                ),
+            });
+        }
         load_named::<B, _>(learner, &self.params, source)
+    }
+
+    /// Builds the learner of the file for `clip`: [`Self::settings_for`] `requested`, a
+    /// fresh learner for [`Self::num_classes`], then [`Self::load_into`].
+    ///
+    /// # Errors
+    /// As those three.
+    pub fn learner<B: Backend>(
+        &self,
+        requested: &MethodConfig,
+        clip: &clip_model::Clip<B>,
+        tokenizer: &clip_model::tokenizer::Tokenizer,
+        source: &Path,
+    ) -> Result<(AnyLearner<B>, MethodConfig)> {
+        let settings = self.settings_for(requested)?;
+        let fresh = settings.init(clip, tokenizer, self.num_classes())?;
+        Ok((self.load_into(fresh, source)?, settings))
     }
 }
 
-/// Reads the learner tensors of a reference checkpoint (`MultiModalPromptLearner/model.pth.tar-N`:
-/// a torch zip pickle whose `state_dict` holds `prompt_learner.*` among frozen CLIP weights).
-/// `token_prefix`/`token_suffix` depend on the class names and are dropped, as the reference's
-/// `load_model` does. Nothing in the file is executed.
+/// Reads the learner tensors of a reference checkpoint (`<name>/model.pth.tar-N`, a torch
+/// zip pickle written by Dassl), for any method: the method is recognised from the tensor
+/// names ([`crate::reference_names::detect_method`]) and its tensors are mapped to our
+/// parameter paths by that method's table. `token_prefix`/`token_suffix` depend on the
+/// class names and are dropped, as the reference's `load_model` does; frozen CLIP weights
+/// (whole-model checkpoints of IVLP, VPT and MaPLe) are skipped. Nothing in the file is
+/// executed.
+///
+/// # Errors
+/// An unreadable file, no tensors of a known method, or a tensor that belongs to none of
+/// the method's parameters, its token buffers or the frozen CLIP.
 pub fn read_reference_checkpoint(path: &Path) -> Result<ReferenceCheckpoint> {
     let ckpt = read_torch_checkpoint(path)?;
-    let mut params = BTreeMap::new();
-    for (name, t) in &ckpt.state_dict {
-        let Some(rest) = name.strip_prefix("prompt_learner.") else {
-            continue;
-        };
-        if rest == "token_prefix" || rest == "token_suffix" {
-            continue;
-        }
-        params.insert(
-            rest.to_string(),
-            NamedTensor {
-                shape: t.shape.clone(),
-                data: t.data.clone(),
-            },
-        );
-    }
-    if params.is_empty() {
-        return Err(MapleError::Checkpoint {
+    let method = detect_method(ckpt.state_dict.iter().map(|(n, _)| n.as_str())).ok_or_else(|| {
+        let names: Vec<&str> = ckpt
+            .state_dict
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !is_frozen_clip(n))
+            .take(16)
+            .collect();
+        MapleError::Checkpoint {
             path: path.to_path_buf(),
-            message: "no `prompt_learner.*` tensors in state_dict: not a prompt-learner checkpoint"
-                .into(),
-        });
-    }
+            message: format!(
+                "no prompt-learner tensors of a known method (CoOp `ctx`, Co-CoOp `meta_net.*`, \
+                 IVLP `prompt_learner.ctx`, VPT `image_encoder.VPT`, MaPLe `prompt_learner.proj.*`); \
+                 found {names:?}"
+            ),
+        }
+    })?;
+    let named: Vec<(String, NamedTensor)> = ckpt
+        .state_dict
+        .into_iter()
+        .map(|(n, t)| {
+            (
+                n,
+                NamedTensor {
+                    shape: t.shape,
+                    data: t.data,
+                },
+            )
+        })
+        .collect();
+    let params = from_official(method, named.iter().map(|(n, t)| (n.as_str(), t)), path)?;
     Ok(ReferenceCheckpoint {
-        params: from_reference_layout(&params),
+        method,
+        params,
         epoch: ckpt.epoch,
     })
 }
 
 /// Imports a reference checkpoint into a learner built for the same CLIP and config.
+///
+/// # Errors
+/// As [`read_reference_checkpoint`] and [`load_named`].
 pub fn import_reference<B: Backend, M: Module<B>>(
     path: &Path,
     learner: M,

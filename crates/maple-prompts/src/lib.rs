@@ -1,8 +1,8 @@
 //! Prompt learners on a frozen CLIP, built only on clip-model's public hook API.
 //!
 //! - [`PromptLearner`]: what a method gives each tower ([`TextPrompts`], [`VisionPrompts`]);
-//!   [`Maple`] implements it, [`AnyLearner`] holds a learner of any method chosen at run
-//!   time from a [`MethodConfig`].
+//!   [`CoOp`], [`CoCoOp`], [`Ivlp`], [`Vpt`] and [`Maple`] implement it, [`AnyLearner`]
+//!   holds a learner of any method chosen at run time from a [`MethodConfig`].
 //! - [`PromptedClip`]: frozen CLIP + learner: features, logits, probabilities and
 //!   [`PromptedClip::train_step`] (loss, gradients and an SGD update in one call).
 //! - [`Sgd`], [`LrSchedule`]: the reference's optimizer and per-epoch schedule.
@@ -33,19 +33,31 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod cocoop;
+pub mod context;
+pub mod coop;
 pub mod error;
+pub mod ivlp;
 pub mod learner;
 pub mod maple;
 pub mod method;
 pub mod optim;
 mod path;
 pub mod prompted;
+pub mod reference_names;
+#[cfg(test)]
+mod testing;
 pub mod torch_pickle;
+pub mod vpt;
 
 pub use clip_model;
 pub use error::{MapleError, Result};
+pub use cocoop::{CoCoOp, CoCoOpConfig, MetaNet};
+pub use coop::{ClassTokenPosition, CoOp, CoOpConfig};
+pub use ivlp::{Ivlp, IvlpConfig};
 pub use learner::{no_deep, ClassTokens, PromptLearner, TextPrompts, VisionPrompts};
 pub use maple::{Maple, MapleConfig};
+pub use vpt::{Vpt, VptConfig};
 pub use method::{AnyLearner, Method, MethodConfig};
 pub use optim::{LrSchedule, Sgd, SgdConfig};
 pub use prompted::{cross_entropy, predictions, PromptedClip, StepOutput};

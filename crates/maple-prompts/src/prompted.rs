@@ -156,7 +156,8 @@ impl<B: Backend, P: PromptLearner<B>> PromptedClip<B, P> {
             .text
             .encode_embeddings(t.embeddings, &t.eot, &t.deep);
         let text = l2_normalize(text).reshape([b, c, e]);
-        let scale = self.clip.logit_scale.val().exp().unsqueeze_dim::<3>(0);
+        // `unsqueeze_dim` adds one axis only: the `[1]` scale needs a reshape to broadcast.
+        let scale = self.clip.logit_scale.val().exp().reshape([1, 1, 1]);
         let logits = text.matmul(image.unsqueeze_dim::<3>(2)) * scale;
         Ok(logits.reshape([b, c]))
     }

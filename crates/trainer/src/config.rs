@@ -136,6 +136,13 @@ impl RunConfig {
     pub fn preset(method: Method) -> Self {
         match method {
             Method::Maple => Self::base_to_novel(),
+            // Compile shim from the `methods` branch: MaPLe's schedule with the method's
+            // reference learner settings, until the per-method presets land.
+            other => {
+                let mut c = Self::base_to_novel();
+                c.learner = MethodConfig::reference(other);
+                c
+            }
         }
     }
 

@@ -1,6 +1,7 @@
-//! Parity checks against a reference fixture folder (the `maple-tiny` layout:
-//! `config.json`, `clip.safetensors`, `clip_hf.safetensors`, `tokenizer.json`,
-//! `forward.safetensors`, ...).
+//! Parity checks against a reference fixture folder: the `maple-tiny` layout
+//! (`config.json`, `clip.safetensors`, `clip_hf.safetensors`, `tokenizer.json`,
+//! `forward.safetensors`, ...) or one `methods-tiny/<method>` folder (CoOp, Co-CoOp, IVLP,
+//! VPT: [`methods`]).
 //!
 //! Every check yields a [`CheckResult`] (`<name> max_abs_err=<x> tol=<t> PASS|FAIL`).
 //! Dimensions, class names and seeds come from the folder's files; tolerances from
@@ -15,6 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 pub mod maple;
+pub mod methods;
 use burn::tensor::{Tensor, TensorData};
 use clip_model::{BlockHook, Clip, NoHook};
 use serde::Deserialize;
@@ -617,12 +619,16 @@ pub fn check_config(fx: &Fixture, c: &clip_model::ClipConfig) -> Result<()> {
     Ok(())
 }
 
-/// Every check the project has, in topic order: tokenizer, zero-shot (plain CLIP, on the
-/// inference backend), then MaPLe, gradients, steps, schedule and checkpoints (autodiff).
+/// Every check of a fixture folder. A `maple-tiny` folder, in topic order: tokenizer,
+/// zero-shot (plain CLIP, on the inference backend), then MaPLe, gradients, steps, schedule
+/// and checkpoints (autodiff). A methods folder: [`methods::method_checks`].
 pub fn all_checks<B: AutodiffBackend>(
     fx: &Fixture,
     device: &B::Device,
 ) -> Result<Vec<CheckResult>> {
+    if methods::fixture_method(fx).is_some() {
+        return methods::method_checks::<B>(fx, device);
+    }
     let mut out = tokenizer_checks(fx)?;
     out.extend(zero_shot_checks::<B::InnerBackend>(fx, device)?);
     out.extend(maple::maple_checks::<B>(fx, device)?);
