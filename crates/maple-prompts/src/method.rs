@@ -196,6 +196,12 @@ impl MethodConfig {
             }
         };
         match self {
+            MethodConfig::CoOp(_) | MethodConfig::CoCoOp(_) => {}
+            MethodConfig::Ivlp(c) => {
+                scale(&mut c.depth_text);
+                scale(&mut c.depth_vision);
+            }
+            MethodConfig::Vpt(c) => scale(&mut c.depth),
             MethodConfig::Maple(c) => scale(&mut c.depth),
         }
     }
