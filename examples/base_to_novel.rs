@@ -142,9 +142,11 @@ fn main() -> Result<()> {
                     )?,
                     (None, Some(dataset), Some(root)) => protocol::zero_shot(
                         &valid,
-                        root,
-                        &[*dataset],
-                        false,
+                        protocol::ZeroShotSets {
+                            root,
+                            datasets: &[*dataset],
+                            all_classes: false,
+                        },
                         config.test_batch_size,
                         &method_dir(ZERO_SHOT),
                         &described,

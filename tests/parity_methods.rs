@@ -36,7 +36,9 @@ fn run(folder: &str) -> Vec<CheckResult> {
         "failing `{folder}` checks:\n{}",
         failed.join("\n")
     );
-    assert!(results.iter().all(|r| r.name.starts_with(&format!("{folder}."))));
+    assert!(results
+        .iter()
+        .all(|r| r.name.starts_with(&format!("{folder}."))));
     results
 }
 
@@ -87,7 +89,13 @@ fn coop_generic_context_matches_reference_in_f32() {
     assert_ran(
         &r,
         "coop",
-        &["text.prompts (exact)", "token-suffix", "text.x0", "text.pooled", "name-lens"],
+        &[
+            "text.prompts (exact)",
+            "token-suffix",
+            "text.x0",
+            "text.pooled",
+            "name-lens",
+        ],
     );
 }
 

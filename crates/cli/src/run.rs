@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use maple_burn::backend::{self, TrainBackend};
 use maple_burn::datasets::{DatasetName, Subsample};
 use maple_burn::maple_prompts::Method;
-use maple_burn::trainer::protocol::{self, Context, ImportSpec, PROCEDURAL};
+use maple_burn::trainer::protocol::{self, Context, ImportSpec, ZeroShotSets, PROCEDURAL};
 use maple_burn::trainer::train::learner_file::checkpoint_method;
 use maple_burn::trainer::{Backbone, ClassSet, Protocol, RunConfig, Summary, TrainerError};
 use maple_ui::Bars;
@@ -283,9 +283,11 @@ fn zero_shot(
     match job {
         Job::BaseToNovel { root, datasets, .. } => protocol::zero_shot(
             &valid,
-            &root,
-            &datasets,
-            false,
+            ZeroShotSets {
+                root: &root,
+                datasets: &datasets,
+                all_classes: false,
+            },
             size,
             &ctx.output_dir,
             &ctx.device,
@@ -300,9 +302,11 @@ fn zero_shot(
             let all: Vec<DatasetName> = std::iter::once(source).chain(targets).collect();
             protocol::zero_shot(
                 &valid,
-                &root,
-                &all,
-                true,
+                ZeroShotSets {
+                    root: &root,
+                    datasets: &all,
+                    all_classes: true,
+                },
                 size,
                 &ctx.output_dir,
                 &ctx.device,

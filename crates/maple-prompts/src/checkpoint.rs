@@ -16,9 +16,9 @@ use burn::tensor::{Tensor, TensorData};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
+use crate::context::word_count;
 use crate::error::{MapleError, Result};
 use crate::method::{AnyLearner, Method, MethodConfig};
-use crate::context::word_count;
 use crate::path::ParamPath;
 use crate::reference_names::{detect_method, from_official, is_frozen_clip};
 use crate::torch_pickle::read_torch_checkpoint;
@@ -433,8 +433,9 @@ impl ReferenceCheckpoint {
             )));
         }
         let words_fit = |init: &Option<String>, n: usize| {
-            init.clone()
-                .filter(|w| crate::context::context_words(Some(w)).map(|w| word_count(&w)) == Some(n))
+            init.clone().filter(|w| {
+                crate::context::context_words(Some(w)).map(|w| word_count(&w)) == Some(n)
+            })
         };
         Ok(match requested {
             MethodConfig::Maple(c) => MethodConfig::Maple(

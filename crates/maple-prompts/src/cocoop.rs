@@ -278,7 +278,11 @@ mod tests {
         assert_eq!(l.meta_net.linear2.weight.dims(), [2, 32]);
         assert_eq!(l.ctx.dims(), [4, 32]);
         for (w, b, fan_in) in [
-            (&l.meta_net.linear1.weight, &l.meta_net.linear1.bias, 32.0f32),
+            (
+                &l.meta_net.linear1.weight,
+                &l.meta_net.linear1.bias,
+                32.0f32,
+            ),
             (&l.meta_net.linear2.weight, &l.meta_net.linear2.bias, 2.0),
         ] {
             let k = 1.0 / fan_in.sqrt();
@@ -335,9 +339,9 @@ mod tests {
         let n = l.n_ctx();
         for b in 0..2 {
             for c in 0..3 {
-                let got = t.embeddings.clone().slice([b * 3 + c..b * 3 + c + 1]);
+                let got = t.embeddings.clone().narrow(0, b * 3 + c, 1);
                 let ctx = got.clone().slice([0..1, 1..1 + n]).reshape([n, w]);
-                let want = shifted.clone().slice([b..b + 1]).reshape([n, w]);
+                let want = shifted.clone().narrow(0, b, 1).reshape([n, w]);
                 assert_eq!(
                     ctx.into_data().to_vec::<f32>().unwrap(),
                     want.into_data().to_vec::<f32>().unwrap()
@@ -357,8 +361,8 @@ mod tests {
     fn zero_shift_with_template_context_gives_zero_shot_logits() {
         let (clip, tok) = tiny_clip();
         let mut l = CoCoOp::new(&CoCoOpConfig::new(), &clip, &tok).unwrap();
-        let zero = |p: &Param<Tensor<Tb, 2>>| Param::from_tensor(p.val().zeros_like());
-        l.meta_net.linear2.weight = zero(&l.meta_net.linear2.weight);
+        l.meta_net.linear2.weight =
+            Param::from_tensor(l.meta_net.linear2.weight.val().zeros_like());
         l.meta_net.linear2.bias = Some(Param::from_tensor(
             l.meta_net.linear2.bias.as_ref().unwrap().val().zeros_like(),
         ));
@@ -370,13 +374,9 @@ mod tests {
             &Default::default(),
         );
         let ours = model.forward(images.clone(), &classes).unwrap();
-        let zs = clip_model::ZeroShotClassifier::new(
-            &model.clip,
-            &tok,
-            &names(),
-            &["a photo of a {}."],
-        )
-        .unwrap();
+        let zs =
+            clip_model::ZeroShotClassifier::new(&model.clip, &tok, &names(), &["a photo of a {}."])
+                .unwrap();
         let diff = (ours - zs.logits(&model.clip, images))
             .abs()
             .max()

@@ -336,7 +336,12 @@ mod tests {
         let c = CoOpConfig::reference();
         assert_eq!(c, CoOpConfig::default());
         assert_eq!(
-            (c.n_ctx, c.ctx_init.as_deref(), c.csc, c.class_token_position),
+            (
+                c.n_ctx,
+                c.ctx_init.as_deref(),
+                c.csc,
+                c.class_token_position
+            ),
             (16, None, false, ClassTokenPosition::End)
         );
     }
@@ -373,7 +378,10 @@ mod tests {
         let l = CoOp::new(&cfg, &clip, &tok, 3).unwrap();
         let classes = ClassTokens::new(&clip, &tok, l.prompt_prefix(), &names()).unwrap();
         let msg = l.prompts(&classes).unwrap_err().to_string();
-        assert!(msg.contains("3 classes") && msg.contains("4 classes"), "{msg}");
+        assert!(
+            msg.contains("3 classes") && msg.contains("4 classes"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -460,13 +468,9 @@ mod tests {
             &Default::default(),
         );
         let ours = model.forward(images.clone(), &classes).unwrap();
-        let zs = clip_model::ZeroShotClassifier::new(
-            &model.clip,
-            &tok,
-            &names(),
-            &["a photo of a {}."],
-        )
-        .unwrap();
+        let zs =
+            clip_model::ZeroShotClassifier::new(&model.clip, &tok, &names(), &["a photo of a {}."])
+                .unwrap();
         let want = zs.logits(&model.clip, images);
         let diff = (ours - want).abs().max().into_scalar();
         assert!(diff < 1e-4, "{diff}");

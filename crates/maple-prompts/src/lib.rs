@@ -51,13 +51,13 @@ pub mod torch_pickle;
 pub mod vpt;
 
 pub use clip_model;
-pub use error::{MapleError, Result};
 pub use cocoop::{CoCoOp, CoCoOpConfig, MetaNet};
 pub use coop::{ClassTokenPosition, CoOp, CoOpConfig};
+pub use error::{MapleError, Result};
 pub use ivlp::{Ivlp, IvlpConfig};
 pub use learner::{no_deep, ClassTokens, PromptLearner, TextPrompts, VisionPrompts};
 pub use maple::{Maple, MapleConfig};
-pub use vpt::{Vpt, VptConfig};
 pub use method::{AnyLearner, Method, MethodConfig};
 pub use optim::{LrSchedule, Sgd, SgdConfig};
 pub use prompted::{cross_entropy, predictions, PromptedClip, StepOutput};
+pub use vpt::{Vpt, VptConfig};

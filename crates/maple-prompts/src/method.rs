@@ -384,7 +384,11 @@ mod tests {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
         // Context words set CoOp's count: n_ctx 0 is then irrelevant.
-        let ok = MethodConfig::CoOp(CoOpConfig::new().with_n_ctx(0).with_ctx_init(Some("a".into())));
+        let ok = MethodConfig::CoOp(
+            CoOpConfig::new()
+                .with_n_ctx(0)
+                .with_ctx_init(Some("a".into())),
+        );
         assert!(ok.validate().is_ok());
         for m in Method::ALL {
             assert!(MethodConfig::reference(m).validate().is_ok());
@@ -457,7 +461,12 @@ mod tests {
             let blank = settings.init(&clip, &tok, state.class_names.len()).unwrap();
             let (loaded, loaded_state) = load_checkpoint::<Tb, _>(&path, blank).unwrap();
             assert_eq!(loaded_state, state);
-            assert_eq!(named_params(&loaded), named_params(&learner), "{}", s.method());
+            assert_eq!(
+                named_params(&loaded),
+                named_params(&learner),
+                "{}",
+                s.method()
+            );
         }
     }
 

@@ -130,19 +130,44 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// The reference's settings for `method` in base-to-novel generalisation (see
-    /// `configs/`): MaPLe as [`RunConfig::base_to_novel`]; the comparison methods with
-    /// their own reference configs.
+    /// The reference's settings for `method` in base-to-novel generalisation (each equals
+    /// a file in `configs/`): MaPLe as [`RunConfig::base_to_novel`]; CoOp
+    /// (`CoOp/vit_b16.yaml`: 16 random context vectors, batch 32, lr 0.002, 200 epochs);
+    /// Co-CoOp (`CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml`: 4 vectors from "a photo of a",
+    /// batch 1, lr 0.002, 10 epochs); IVLP (`IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml`: 2
+    /// text and 2 vision prompts at depth 12, batch 4, lr 0.0035, 5 epochs); VPT
+    /// (`VPT/vit_b16_c2_ep5_batch4_4.yaml`: 8 vision prompts at depth 12, batch 4,
+    /// lr 0.0025, 5 epochs). All: SGD momentum 0.9, weight decay 5e-4, cosine schedule after
+    /// one constant warm-up epoch at 1e-5, 16 shots, test batch 100, seeds 1 2 3.
     pub fn preset(method: Method) -> Self {
-        match method {
-            Method::Maple => Self::base_to_novel(),
-            // Compile shim from the `methods` branch: MaPLe's schedule with the method's
-            // reference learner settings, until the per-method presets land.
-            other => {
-                let mut c = Self::base_to_novel();
-                c.learner = MethodConfig::reference(other);
-                c
-            }
+        let base = Self::base_to_novel();
+        let (name, lr, max_epoch, batch_size) = match method {
+            Method::Maple => return base,
+            Method::CoOp => ("vit_b16", 0.002, 200, 32),
+            Method::CoCoOp => ("vit_b16_c4_ep10_batch1_ctxv1", 0.002, 10, 1),
+            Method::Ivlp => ("vit_b16_c2_ep5_batch4_2+2ctx", 0.0035, 5, 4),
+            Method::Vpt => ("vit_b16_c2_ep5_batch4_4", 0.0025, 5, 4),
+        };
+        RunConfig {
+            name: name.into(),
+            description: format!(
+                "{} base-to-novel generalisation (reference config {}/{name})",
+                method.display_name(),
+                match method {
+                    Method::CoOp => "CoOp",
+                    Method::CoCoOp => "CoCoOp",
+                    Method::Ivlp => "IVLP",
+                    _ => "VPT",
+                }
+            ),
+            learner: MethodConfig::reference(method),
+            optim: OptimSettings {
+                lr,
+                max_epoch,
+                ..base.optim
+            },
+            batch_size,
+            ..base
         }
     }
 

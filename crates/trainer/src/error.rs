@@ -58,9 +58,9 @@ pub enum TrainerError {
     At {
         /// Where: epoch and batch, or the evaluation's name and batch.
         place: String,
-        /// What went wrong.
+        /// What went wrong (boxed: keeps every `Result` of this crate small).
         #[source]
-        source: maple_prompts::MapleError,
+        source: Box<maple_prompts::MapleError>,
     },
     /// CLIP (weights, tokenizer).
     #[error(transparent)]

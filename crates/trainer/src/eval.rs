@@ -51,10 +51,10 @@ pub fn evaluate_with<B: Backend>(
         if let Some(v) = data.iter::<f32>().find(|v| !v.is_finite()) {
             return Err(TrainerError::At {
                 place: format!("{name}, batch {i}"),
-                source: MapleError::NonFinite {
+                source: Box::new(MapleError::NonFinite {
                     what: "a logit".into(),
                     value: f64::from(v),
-                },
+                }),
             });
         }
         let pred = predictions(out);

@@ -2,7 +2,7 @@
 
 use testkit::trees as common;
 
-use maple_prompts::{MapleConfig, MethodConfig};
+use maple_prompts::{MapleConfig, Method, MethodConfig};
 use trainer::RunConfig;
 
 fn maple(c: &RunConfig) -> &MapleConfig {
@@ -16,11 +16,29 @@ fn maple(c: &RunConfig) -> &MapleConfig {
 #[test]
 fn config_files_equal_the_reference_presets() {
     let dir = common::workspace().join("configs");
-    for preset in [RunConfig::base_to_novel(), RunConfig::cross_dataset()] {
+    let presets = Method::ALL
+        .into_iter()
+        .map(RunConfig::preset)
+        .chain([RunConfig::cross_dataset()]);
+    let mut names = Vec::new();
+    for preset in presets {
         let path = dir.join(format!("{}.json", preset.name));
         let loaded = RunConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(loaded, preset, "{}", path.display());
+        names.push(preset.name);
     }
+    // One file per preset, and no stale file beside them.
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            p.file_stem().unwrap().to_string_lossy().into_owned()
+        })
+        .collect();
+    files.sort();
+    names.sort();
+    assert_eq!(files, names);
+    assert_eq!(RunConfig::preset(Method::Maple), RunConfig::base_to_novel());
     let b2n = RunConfig::base_to_novel();
     assert_eq!(
         (
@@ -45,4 +63,22 @@ fn config_files_equal_the_reference_presets() {
         (maple(&xd).depth, xd.optim.lr, xd.optim.max_epoch),
         (3, 0.0026, 2)
     );
+}
+
+#[test]
+fn method_presets_carry_the_reference_schedules() {
+    let get = |m: Method| {
+        let c = RunConfig::preset(m);
+        assert_eq!(c.learner.method(), m);
+        assert_eq!(c.learner, MethodConfig::reference(m));
+        assert_eq!((c.optim.momentum, c.optim.weight_decay), (0.9, 5e-4));
+        assert_eq!((c.optim.warmup_epochs, c.optim.warmup_lr), (1, 1e-5));
+        assert_eq!((c.shots, c.test_batch_size), (16, 100));
+        (c.optim.lr, c.optim.max_epoch, c.batch_size)
+    };
+    assert_eq!(get(Method::CoOp), (0.002, 200, 32));
+    assert_eq!(get(Method::CoCoOp), (0.002, 10, 1));
+    assert_eq!(get(Method::Ivlp), (0.0035, 5, 4));
+    assert_eq!(get(Method::Vpt), (0.0025, 5, 4));
+    assert_eq!(get(Method::Maple), (0.0035, 5, 4));
 }

@@ -197,11 +197,13 @@ fn compare_flat<B: Backend, const D: usize>(
     let (_, v) = host(ours);
     let (rs, rv) = file.f32(key)?;
     let n = v.len();
-    Ok(max_abs_diff((&[n], &v), (&[rv.len()], &rv)).max(if rs.iter().product::<usize>() == n {
-        0.0
-    } else {
-        f64::INFINITY
-    }))
+    Ok(
+        max_abs_diff((&[n], &v), (&[rv.len()], &rv)).max(if rs.iter().product::<usize>() == n {
+            0.0
+        } else {
+            f64::INFINITY
+        }),
+    )
 }
 
 /// Number of differing entries of two integer lists (plus the length difference).
@@ -303,10 +305,14 @@ pub fn method_checks<B: AutodiffBackend>(
     }
 
     let classes = ClassTokens::<B>::new(&clip, &tok, fresh.prompt_prefix(), &class_names)?;
-    let rows_key = ["tokenized_prompts", "prompt_learner.tokenized_prompts", "embeddings.tokenized_prompts"]
-        .into_iter()
-        .find(|k| init.contains(k))
-        .ok_or_else(|| anyhow!("init.safetensors has no tokenized prompts"))?;
+    let rows_key = [
+        "tokenized_prompts",
+        "prompt_learner.tokenized_prompts",
+        "embeddings.tokenized_prompts",
+    ]
+    .into_iter()
+    .find(|k| init.contains(k))
+    .ok_or_else(|| anyhow!("init.safetensors has no tokenized prompts"))?;
     let got_rows: Vec<i64> = classes.rows.iter().flatten().map(|&x| x as i64).collect();
     push(
         &mut out,
@@ -345,7 +351,11 @@ pub fn method_checks<B: AutodiffBackend>(
         push(
             &mut out,
             n("token-prefix (exact)"),
-            compare_rows(classes.embeddings.clone().slice([0..c, 0..1]), &init, &pre_key)?,
+            compare_rows(
+                classes.embeddings.clone().slice([0..c, 0..1]),
+                &init,
+                &pre_key,
+            )?,
             0.0,
         );
         push(
@@ -401,7 +411,10 @@ pub fn method_checks<B: AutodiffBackend>(
             }
         }
     }
-    let last = outputs.last().cloned().ok_or_else(|| anyhow!("no vision blocks"))?;
+    let last = outputs
+        .last()
+        .cloned()
+        .ok_or_else(|| anyhow!("no vision blocks"))?;
     push(
         &mut out,
         n("vision.pooled"),
@@ -461,7 +474,11 @@ pub fn method_checks<B: AutodiffBackend>(
         push(
             &mut out,
             n("cocoop.ctx_shifted"),
-            compare(l.ctx_shifted(image_norm.clone()), &fwd, "cocoop.ctx_shifted")?,
+            compare(
+                l.ctx_shifted(image_norm.clone()),
+                &fwd,
+                "cocoop.ctx_shifted",
+            )?,
             a,
         );
     }
@@ -505,7 +522,10 @@ pub fn method_checks<B: AutodiffBackend>(
         }
     }
     if fwd.contains("text.pooled") {
-        let last = outputs.last().cloned().ok_or_else(|| anyhow!("no text blocks"))?;
+        let last = outputs
+            .last()
+            .cloned()
+            .ok_or_else(|| anyhow!("no text blocks"))?;
         push(
             &mut out,
             n("text.pooled"),
@@ -538,7 +558,11 @@ pub fn method_checks<B: AutodiffBackend>(
         push(
             &mut out,
             n("logits"),
-            compare(model.clip.logits(image.clone(), text.clone()), &fwd, "logits")?,
+            compare(
+                model.clip.logits(image.clone(), text.clone()),
+                &fwd,
+                "logits",
+            )?,
             a,
         );
     }
@@ -583,7 +607,8 @@ pub fn method_checks<B: AutodiffBackend>(
             // Teacher forcing: start from the reference's parameters and momentum after the
             // previous step, so each step's own error is measured (a logit scale of 100
             // amplifies fp32 rounding along a free-running chain).
-            let prev = learner_tensors(method, &steps, &format!("step{}.param.", k - 1), &trainable)?;
+            let prev =
+                learner_tensors(method, &steps, &format!("step{}.param.", k - 1), &trainable)?;
             model.learner = checkpoint::load_named::<B, _>(model.learner, &prev, &ts_path)?;
             let mom = learner_tensors(
                 method,
@@ -595,7 +620,10 @@ pub fn method_checks<B: AutodiffBackend>(
                 .into_iter()
                 .map(|(path, t)| {
                     let len = t.data.len();
-                    (path, Tensor::from_data(TensorData::new(t.data, [len]), device))
+                    (
+                        path,
+                        Tensor::from_data(TensorData::new(t.data, [len]), device),
+                    )
                 })
                 .collect();
         }
@@ -619,9 +647,9 @@ pub fn method_checks<B: AutodiffBackend>(
         let g = to_official_tensors(method, &named_grads(&model.learner, &grads));
         for t in &trainable {
             let (rs, rv) = steps.f32(&format!("step{k}.grad.{t}"))?;
-            let err = g
-                .get(t)
-                .map_or(f64::INFINITY, |o| max_abs_diff((&o.shape, &o.data), (&rs, &rv)));
+            let err = g.get(t).map_or(f64::INFINITY, |o| {
+                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
+            });
             push(
                 &mut out,
                 n(&format!("grad.step{k}.{t} (rel. to max|grad|)")),
@@ -646,15 +674,15 @@ pub fn method_checks<B: AutodiffBackend>(
         let mom = to_official_tensors(method, &mom);
         for t in &trainable {
             let (rs, rv) = steps.f32(&format!("step{k}.param.{t}"))?;
-            let err = p
-                .get(t)
-                .map_or(f64::INFINITY, |o| max_abs_diff((&o.shape, &o.data), (&rs, &rv)));
+            let err = p.get(t).map_or(f64::INFINITY, |o| {
+                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
+            });
             push(&mut out, n(&format!("step{k}.param.{t}")), err, tol.param);
             // Momentum buffers accumulate gradients: gradient tolerance.
             let (rs, rv) = steps.f32(&format!("step{k}.momentum_buffer.{t}"))?;
-            let err = mom
-                .get(t)
-                .map_or(f64::INFINITY, |o| max_abs_diff((&o.shape, &o.data), (&rs, &rv)));
+            let err = mom.get(t).map_or(f64::INFINITY, |o| {
+                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
+            });
             push(
                 &mut out,
                 n(&format!("step{k}.momentum_buffer.{t} (rel. to max|buf|)")),
@@ -718,12 +746,13 @@ pub fn method_checks<B: AutodiffBackend>(
     let loaded = checkpoint::load_checkpoint::<B, _>(&tmp, blank);
     let _ = std::fs::remove_file(&tmp);
     let (loaded, loaded_state) = loaded?;
-    let rt = diff_all(&named_params(&loaded), &named_params(&model.learner))
-        .max(if loaded_state == state && settings == cfg {
+    let rt = diff_all(&named_params(&loaded), &named_params(&model.learner)).max(
+        if loaded_state == state && settings == cfg {
             0.0
         } else {
             f64::INFINITY
-        });
+        },
+    );
     push(&mut out, n("checkpoint.learner-roundtrip"), rt, 0.0);
 
     // The reference's checkpoint: method, sizes and class count from the file, exact values.
@@ -818,7 +847,10 @@ pub fn method_checks<B: AutodiffBackend>(
     }
     push(
         &mut out,
-        n(&format!("lr.epochs-1-to-{} (max over epochs)", epoch_lrs.len())),
+        n(&format!(
+            "lr.epochs-1-to-{} (max over epochs)",
+            epoch_lrs.len()
+        )),
         worst,
         tol.lr,
     );

@@ -38,7 +38,7 @@ pub use procedural::{
 pub use run::{run_seed, EvalSpec, LearnerFrom};
 pub use single::{evaluate_checkpoints, train_and_test};
 pub use transfer::{cross_dataset, CROSS_DATASET_TARGETS, DOMAIN_GENERALISATION_TARGETS};
-pub use zero_shot::zero_shot;
+pub use zero_shot::{zero_shot, ZeroShotSets};
 
 use crate::config::RunConfig;
 use crate::error::Result;

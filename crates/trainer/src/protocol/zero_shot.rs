@@ -16,15 +16,24 @@ use crate::train::Backbone;
 use super::open_dataset;
 use super::sets::split_config;
 
+/// The datasets a zero-shot evaluation covers.
+#[derive(Debug, Clone, Copy)]
+pub struct ZeroShotSets<'a> {
+    /// The data root holding the dataset folders.
+    pub root: &'a Path,
+    /// The datasets, in order.
+    pub datasets: &'a [DatasetName],
+    /// Every class of every dataset (the transfer protocols) instead of base and novel.
+    pub all_classes: bool,
+}
+
 /// Zero-shot CLIP with the reference's per-dataset templates (`trainers/zsclip.py`):
 /// base and novel classes (and their HM) for datasets with a train split, all classes
-/// for the test-only ones and for every dataset with `all_classes` (the transfer
+/// for the test-only ones and for every dataset with `sets.all_classes` (the transfer
 /// protocols). Writes the summary into `output_dir`.
 pub fn zero_shot<B: Backend>(
     backbone: &Backbone<B>,
-    root: &Path,
-    datasets: &[DatasetName],
-    all_classes: bool,
+    sets: ZeroShotSets<'_>,
     test_batch_size: usize,
     output_dir: &Path,
     device: &str,
@@ -34,6 +43,11 @@ pub fn zero_shot<B: Backend>(
     let mut log = RunLog::new(&output_dir.join("log.txt"), observer);
     let size = backbone.config.image_resolution as u32;
     let mut rows = Vec::new();
+    let ZeroShotSets {
+        root,
+        datasets,
+        all_classes,
+    } = sets;
     for &name in datasets {
         let ds = open_dataset(root, name, &mut log)?;
         let template = [name.template()];

@@ -71,7 +71,7 @@ impl<B: Backend> Backbone<B> {
     pub fn check(&self, config: &RunConfig) -> Result<()> {
         let size = self.image_size(config);
         let grid = size / self.config.vision_patch_size.max(1);
-        if size % self.config.vision_patch_size.max(1) != 0
+        if !size.is_multiple_of(self.config.vision_patch_size.max(1))
             || grid * grid + 1 != self.config.vision_tokens()
         {
             return Err(TrainerError::Invalid(format!(

@@ -205,7 +205,7 @@ where
                 .train_step(&mut sgd, lr, images, &batch.labels, &classes)
                 .map_err(|source| TrainerError::At {
                     place: format!("epoch {}, batch {i}", epoch + 1),
-                    source,
+                    source: Box::new(source),
                 })?;
             loss_sum += step.loss;
             steps += 1;
