@@ -162,6 +162,20 @@ pub struct CheckpointState {
     pub extra: serde_json::Value,
 }
 
+impl CheckpointState {
+    /// The state of a learner with `settings` ([`crate::PromptLearner::settings`]) trained
+    /// on `class_names`: epoch 0, no momentum, no extra data.
+    pub fn new(settings: serde_json::Value, class_names: Vec<String>) -> Self {
+        Self {
+            epoch: 0,
+            config: settings,
+            class_names,
+            momentum: BTreeMap::new(),
+            extra: serde_json::Value::Null,
+        }
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MapleError + '_ {
     move |source| MapleError::Io {
         path: path.to_path_buf(),

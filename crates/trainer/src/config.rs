@@ -268,7 +268,9 @@ impl RunConfig {
     ///   CLIP's logit scale of 100, and the prompt gradients scale with it;
     /// - prompt depths rescaled from ViT-B/16's 12 blocks to the CLIP's
     ///   ([`MethodConfig::scale_depth`]);
-    /// - epochs times `epoch_factor` (rounded, at least 1).
+    /// - epochs times `epoch_factor`, rounded; a factor below 1 keeps at least the warm-up
+    ///   plus 2 epochs (and never more than the reference's), so that every method still
+    ///   trains after its constant warm-up epochs.
     pub fn scaled_to(
         &self,
         clip: &clip_model::ClipConfig,
@@ -279,7 +281,12 @@ impl RunConfig {
         c.optim.lr *= 100.0 / logit_scale;
         let layers = clip.vision_layers.min(clip.transformer_layers);
         c.learner.scale_depth(12, layers);
-        c.optim.max_epoch = ((c.optim.max_epoch as f64 * epoch_factor).round() as usize).max(1);
+        let reference = c.optim.max_epoch;
+        let mut epochs = ((reference as f64 * epoch_factor).round() as usize).max(1);
+        if epoch_factor < 1.0 {
+            epochs = epochs.max(c.optim.warmup_epochs + 2).min(reference);
+        }
+        c.optim.max_epoch = epochs;
         c
     }
 

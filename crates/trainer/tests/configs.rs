@@ -82,3 +82,23 @@ fn method_presets_carry_the_reference_schedules() {
     assert_eq!(get(Method::Vpt), (0.0025, 5, 4));
     assert_eq!(get(Method::Maple), (0.0035, 5, 4));
 }
+
+#[test]
+fn scaling_keeps_training_after_the_warm_up_and_the_same_rule_for_every_method() {
+    let clip = clip_model::ClipConfig::vit_b16();
+    let epochs = |m: Method, factor: f64| {
+        let c = RunConfig::preset(m).scaled_to(&clip, 50.0, factor);
+        // The learning rate scales with 100 / logit scale for every method alike.
+        assert!((c.optim.lr - RunConfig::preset(m).optim.lr * 2.0).abs() < 1e-12);
+        c.optim.max_epoch
+    };
+    let all = |factor: f64| Method::ALL.map(|m| epochs(m, factor));
+    // CoOp, Co-CoOp, IVLP, VPT, MaPLe.
+    assert_eq!(all(1.0), [200, 10, 5, 5, 5]);
+    assert_eq!(all(0.5), [100, 5, 3, 3, 3]);
+    assert_eq!(all(0.001), [3, 3, 3, 3, 3]);
+    assert_eq!(all(2.0), [400, 20, 10, 10, 10]);
+    // A reference shorter than warm-up + 2 is never lengthened by a reducing factor.
+    let xd = RunConfig::cross_dataset().scaled_to(&clip, 100.0, 0.5);
+    assert_eq!(xd.optim.max_epoch, 2);
+}

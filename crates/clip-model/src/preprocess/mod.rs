@@ -18,8 +18,8 @@
 //! resized `u8` images equal Pillow's bit for bit; so do JPEG inputs with the
 //! `turbojpeg` feature (see [`decode`] for the decoders and what they refuse).
 //!
-//! Everything here is plain Rust on `u8`/`f32` buffers; tensors are built by
-//! the caller from the `[3, H, W]` row-major `Vec<f32>` outputs.
+//! Everything here is plain Rust on `u8`/`f32` buffers (`[3, H, W]` row-major
+//! `Vec<f32>` outputs); [`TestTransform::batch`] stacks them into a tensor.
 
 use std::ops::Range;
 
@@ -517,6 +517,24 @@ impl TestTransform {
     /// `[H, W, 3]` (`u8`) → `[3, size, size]` row-major `f32`.
     pub fn apply(&self, img: &RgbImage) -> Vec<f32> {
         to_chw_normalized(&self.apply_rgb(img), &self.norm)
+    }
+
+    /// The full transform of each image, stacked into one batch on `device`.
+    ///
+    /// # Shapes
+    /// `n` images of any size → `[n, 3, size, size]`.
+    pub fn batch<B: burn::tensor::backend::Backend>(
+        &self,
+        images: &[RgbImage],
+        device: &B::Device,
+    ) -> burn::tensor::Tensor<B, 4> {
+        let side = self.size as usize;
+        let mut data = Vec::with_capacity(images.len() * 3 * side * side);
+        for img in images {
+            extend_chw_normalized(&self.apply_rgb(img), &self.norm, &mut data);
+        }
+        let shape = [images.len(), 3, side, side];
+        burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(data, shape), device)
     }
 }
 

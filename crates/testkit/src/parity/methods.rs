@@ -434,13 +434,14 @@ pub fn method_checks<B: AutodiffBackend>(
         compare(image_norm.clone(), &fwd, "image.features_norm")?,
         tol.normalized,
     );
-    let (staged_shape, staged) = host(image.clone());
-    let (lib_shape, lib) = host(model.encode_image(images.clone()));
+    // The library's own call (pooled last block, no recording hook) against the
+    // reference too: on fusing backends (WGPU, CUDA) it rounds differently from the staged
+    // path above, so the two are each held to the reference rather than to each other.
     push(
         &mut out,
-        n("vision.encode_image-equals-staged (exact)"),
-        max_abs_diff((&lib_shape, &lib), (&staged_shape, &staged)),
-        0.0,
+        n("vision.encode_image"),
+        compare(model.encode_image(images.clone()), &fwd, "image.features")?,
+        a,
     );
 
     // Text tower.

@@ -29,6 +29,10 @@ impl<B: Backend> Backbone<B> {
     pub fn load(spec: &str, device: &B::Device) -> Result<Self> {
         let resolved = clip_model::resolve_weights(spec)?;
         let (clip, config) = Clip::<B>::from_safetensors(&resolved.weights, device)?;
+        let tokenizer = Tokenizer::new();
+        // The pairing of weights and tokenizer is checked here, once: an id past the
+        // embedding table would fail inside the backend.
+        config.check_tokenizer(&tokenizer, config.context_length)?;
         let weights_bytes = std::fs::metadata(&resolved.weights)
             .map_err(io(&resolved.weights))?
             .len();
@@ -40,7 +44,7 @@ impl<B: Backend> Backbone<B> {
         Ok(Backbone {
             clip,
             config,
-            tokenizer: Tokenizer::new(),
+            tokenizer,
             origin: resolved.origin,
             weights_bytes,
         })
