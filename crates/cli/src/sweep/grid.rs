@@ -165,15 +165,22 @@ pub fn expand(grid: &GridArgs, root: &Path) -> Result<Vec<JobSpec>> {
         .clone()
         .unwrap_or_else(|| vec![SweepProtocol::Base2novel]);
     let methods = methods(grid.method.as_deref())?;
-    let seeds = grid.seeds.clone().unwrap_or_else(|| vec![1, 2, 3]);
+    let mut seeds = grid.seeds.clone().unwrap_or_else(|| vec![1, 2, 3]);
+    // A repeated seed would give two jobs one folder.
+    let mut seen = Vec::new();
+    seeds.retain(|s| {
+        let new = !seen.contains(s);
+        seen.push(*s);
+        new
+    });
     if seeds.is_empty() {
         bail!("--seeds needs at least one seed");
     }
     let datasets = match &grid.dataset {
         Some(d) => parse_dataset_list(d)?,
-        None if protocols.iter().any(|p| p.per_dataset()) => bail!(
-            "--dataset is required for base2novel and train (names, `all`, or `procedural`)"
-        ),
+        None if protocols.iter().any(|p| p.per_dataset()) => {
+            bail!("--dataset is required for base2novel and train (names, `all`, or `procedural`)")
+        }
         None => Vec::new(),
     };
     let procedural = datasets.contains(&DatasetArg::Procedural);
@@ -197,7 +204,8 @@ pub fn expand(grid: &GridArgs, root: &Path) -> Result<Vec<JobSpec>> {
     // One config file per method, named by the file itself.
     let mut configs: BTreeMap<Method, PathBuf> = BTreeMap::new();
     for path in grid.config.iter().flatten() {
-        let config = RunConfig::load(path).with_context(|| format!("--config {}", path.display()))?;
+        let config =
+            RunConfig::load(path).with_context(|| format!("--config {}", path.display()))?;
         let m = config.learner.method();
         if !methods.contains(&MethodArg::Learner(m)) {
             bail!(
@@ -272,12 +280,8 @@ pub fn expand(grid: &GridArgs, root: &Path) -> Result<Vec<JobSpec>> {
                         .join(protocol.as_str())
                         .join(method_name(method))
                         .join(dataset);
-                    let mut name = format!(
-                        "{}/{}/{}",
-                        protocol.as_str(),
-                        method_name(method),
-                        dataset
-                    );
+                    let mut name =
+                        format!("{}/{}/{}", protocol.as_str(), method_name(method), dataset);
                     if let Some(s) = seed {
                         dir = dir.join(format!("seed{s}"));
                         name = format!("{name}/seed{s}");

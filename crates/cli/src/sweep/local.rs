@@ -64,9 +64,11 @@ pub fn run(manifest: &Manifest, args: &LocalArgs) -> Result<()> {
         eprintln!("  running elsewhere (skipped): {}", j.name);
     }
     let bar = ProgressBar::new(queue.len() as u64).with_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} jobs ({elapsed}<{eta}) {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} jobs ({elapsed}<{eta}) {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix("sweep");
     let queue = Mutex::new(queue);
@@ -93,13 +95,21 @@ pub fn run(manifest: &Manifest, args: &LocalArgs) -> Result<()> {
                     Ok(o) => {
                         say(
                             &bar,
-                            &format!("FAILED  {} ({}), log: {}", j.name, o.status, j.log.display()),
+                            &format!(
+                                "FAILED  {} ({}), log: {}",
+                                j.name,
+                                o.status,
+                                j.log.display()
+                            ),
                         );
                         failed.lock().expect("failed lock").push(j);
                     }
                     Err(e) => {
                         say(&bar, &format!("FAILED  {}: {e:#}", j.name));
-                        errors.lock().expect("errors lock").push((j, format!("{e:#}")));
+                        errors
+                            .lock()
+                            .expect("errors lock")
+                            .push((j, format!("{e:#}")));
                     }
                 }
                 bar.inc(1);

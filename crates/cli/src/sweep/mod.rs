@@ -49,7 +49,13 @@ pub struct SweepArgs {
     #[arg(long, group = "runner")]
     status: bool,
     /// Run one job of a manifest (what each Slurm array task does).
-    #[arg(long, value_name = "INDEX", hide = true, group = "runner", requires = "manifest")]
+    #[arg(
+        long,
+        value_name = "INDEX",
+        hide = true,
+        group = "runner",
+        requires = "manifest"
+    )]
     run_task: Option<usize>,
     /// The manifest of --run-task.
     #[arg(long, value_name = "FILE", hide = true)]

@@ -99,7 +99,10 @@ pub fn script(manifest: &Manifest, indices: &[usize], args: &SlurmArgs, program:
         let _ = writeln!(s, "#SBATCH {o}");
     };
     opt(format!("--job-name={}", args.job_name));
-    let throttle = args.max_parallel.map(|n| format!("%{n}")).unwrap_or_default();
+    let throttle = args
+        .max_parallel
+        .map(|n| format!("%{n}"))
+        .unwrap_or_default();
     opt(format!("--array={}{throttle}", array_spec(indices)));
     let logs = manifest.root.join(LOG_DIR);
     opt(format!("--output={}", logs.join("%A_%a.log").display()));
@@ -192,7 +195,12 @@ pub fn run(manifest: &Manifest, args: &SlurmArgs) -> Result<()> {
     }
     // `--parsable` prints `jobid` or `jobid;cluster`.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let id = stdout.trim().split(';').next().unwrap_or_default().to_string();
+    let id = stdout
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
         bail!("sbatch printed no job id: {stdout:?}");
     }
