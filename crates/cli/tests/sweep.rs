@@ -588,4 +588,37 @@ fn the_sbatch_script_runs_the_jobs_left_as_one_array_with_the_requested_resource
         root.join("slurm").is_dir(),
         "the log folder exists before the tasks start"
     );
+    assert_eq!(
+        std::fs::read_to_string(root.join("slurm/submitted.txt")).unwrap(),
+        "4242\n"
+    );
+
+    // While that array still has tasks in the queue, nothing is submitted again.
+    let squeue = bin.join("squeue");
+    std::fs::write(&squeue, "#!/bin/sh\necho 4242_2\necho 4242_3\n").unwrap();
+    std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(tmp.path().join("sbatch-args")).unwrap();
+    let again = [
+        "sweep",
+        "--out",
+        sweep.to_str().unwrap(),
+        "--slurm",
+        "--submit",
+    ];
+    let o = maple_in(tmp.path(), &again, Some(&path));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("still in the queue (4242_2, 4242_3)"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !tmp.path().join("sbatch-args").exists(),
+        "sbatch was called"
+    );
+    // Once the queue is empty the jobs left are submitted again.
+    std::fs::write(&squeue, "#!/bin/sh\nexit 0\n").unwrap();
+    let o = maple_in(tmp.path(), &again, Some(&path));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(tmp.path().join("sbatch-args").exists());
 }

@@ -18,6 +18,8 @@ use super::state::{state, JobState};
 pub const SCRIPT: &str = "sweep.sbatch";
 /// Folder of the array tasks' logs in the sweep folder.
 pub const LOG_DIR: &str = "slurm";
+/// File in [`LOG_DIR`] listing the ids of the arrays submitted, one per line.
+pub const SUBMITTED: &str = "submitted.txt";
 
 /// `--slurm` options: the resources of each array task.
 #[derive(Args, Debug, Clone, Default)]
@@ -180,6 +182,7 @@ pub fn run(manifest: &Manifest, args: &SlurmArgs) -> Result<()> {
         eprintln!("submit it with: sbatch {}", path.display());
         return Ok(());
     }
+    refuse_while_queued(&logs.join(SUBMITTED))?;
     let out = Command::new("sbatch")
         .arg("--parsable")
         .arg(&path)
@@ -204,6 +207,11 @@ pub fn run(manifest: &Manifest, args: &SlurmArgs) -> Result<()> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
         bail!("sbatch printed no job id: {stdout:?}");
     }
+    let record = logs.join(SUBMITTED);
+    let mut ids = std::fs::read_to_string(&record).unwrap_or_default();
+    ids.push_str(&format!("{id}\n"));
+    maple_burn::clip_model::atomic::write_atomic(&record, ids.as_bytes())
+        .map_err(|(p, e)| anyhow::anyhow!("writing {}: {e}", p.display()))?;
     println!("{id}");
     eprintln!(
         "submitted array job {id} ({} tasks); logs: {}; progress: maple sweep --status --out {}",
@@ -211,6 +219,38 @@ pub fn run(manifest: &Manifest, args: &SlurmArgs) -> Result<()> {
         logs.join(format!("{id}_<index>.log")).display(),
         manifest.root.display()
     );
+    Ok(())
+}
+
+/// Refuses to submit while an array submitted earlier for this sweep still has tasks in
+/// the queue (its pending tasks would run the same jobs twice). Without `squeue` nothing
+/// can be checked and the submission goes ahead.
+fn refuse_while_queued(record: &Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(record) else {
+        return Ok(());
+    };
+    let ids: Vec<&str> = text.split_whitespace().collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let Ok(out) = Command::new("squeue")
+        .args(["-h", "-o", "%i", "-j", &ids.join(",")])
+        .output()
+    else {
+        log::warn!(
+            "squeue not found: cannot tell whether earlier arrays of this sweep are still queued"
+        );
+        return Ok(());
+    };
+    let queued = String::from_utf8_lossy(&out.stdout);
+    let queued: Vec<&str> = queued.split_whitespace().collect();
+    if out.status.success() && !queued.is_empty() {
+        bail!(
+            "an earlier array of this sweep is still in the queue ({}): wait for it (maple sweep --status) \
+             or cancel it (scancel), then run the sweep again to submit what is left",
+            queued.join(", ")
+        );
+    }
     Ok(())
 }
 
