@@ -6,6 +6,7 @@ mod args;
 mod predict;
 mod report;
 mod run;
+mod sweep;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
@@ -65,6 +66,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Tables, plots and an HTML page from every result under a folder, with the paper's numbers.
     Report(report::ReportArgs),
+    /// A grid of runs as independent jobs: on this machine (--local) or a Slurm array (--slurm).
+    Sweep(Box<sweep::SweepArgs>),
     /// Print a dataset's splits as JSON, after few-shot sampling and class subsampling.
     Data(DataArgs),
 }
@@ -194,6 +197,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict(a) => predict::run(a, &mut bars),
         Command::Report(a) => report::run(a, &mut bars),
+        Command::Sweep(a) => sweep::run(*a),
         Command::Train(a) => {
             let job = match a.dataset {
                 DatasetArg::Procedural => Job::ProceduralTrain {
