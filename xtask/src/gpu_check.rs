@@ -12,7 +12,8 @@
 //! 2. the parity report on `tests/fixtures/maple-tiny` and, when present,
 //!    `tests/fixtures/methods-tiny` (f32);
 //! 3. a short MaPLe base-to-novel training on the procedural world with the toy CLIP
-//!    (`weights/toy-clip.safetensors`), the procedural example's equivalent;
+//!    (`weights/toy-clip.safetensors`), the procedural example's equivalent; it fails
+//!    when base accuracy is not above 25% (three times chance);
 //! 4. unless `--skip-torch`, `bench --compare` against `bench/torch_maple.py` on the
 //!    same GPU with the reference in fp16 (its default `PREC`), bf16 and fp32: ratios and
 //!    peak memory as `cargo xtask bench` prints them.
@@ -124,9 +125,10 @@ pub fn run(args: Args) -> Result<bool> {
         "procedural MaPLe, seed 1, {} epochs: base {base:.2}%, novel {novel:.2}%",
         args.epochs
     );
-    // A trained MaPLe on the procedural world is far above chance (1/num classes); a
-    // broken backend lands near it.
-    let trained = base > 50.0;
+    // A broken backend (NaN, garbage kernels) lands near chance (1/12 of the base classes,
+    // 8.3%); WGPU on lavapipe measured 57.17% base / 50.50% novel after 2 epochs. Three
+    // times chance separates the two without depending on the last digits.
+    let trained = base > 25.0;
     times.push((
         "procedural training".into(),
         t.elapsed().as_secs_f64(),
