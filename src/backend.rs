@@ -76,3 +76,79 @@ pub fn device(index: usize) -> Device {
 pub fn describe(device: &Device) -> String {
     format!("{NAME} {device:?}")
 }
+
+/// Checks that `device` is usable: runs one tiny computation on it and reads it back.
+///
+/// GPU backends initialise their runtime on the first operation and *panic* when it is
+/// unavailable (no Vulkan driver or adapter for WGPU; no `libcuda`, no NVIDIA GPU or a bad
+/// ordinal for CUDA). Binaries call this first so that such a machine gets one clear error
+/// naming the backend and device instead of a panic deep inside Burn. The panic is caught
+/// (`catch_unwind`) with the default panic message silenced while probing; its text is
+/// part of the error.
+///
+/// # Errors
+/// When the device cannot be initialised or returns a wrong result.
+pub fn probe(device: &Device) -> anyhow::Result<()> {
+    use burn::tensor::Tensor;
+    use std::panic::{self, AssertUnwindSafe};
+
+    // Silence the default hook (it would print the panic and a backtrace hint) and keep the
+    // messages for the error instead. CubeCL initialises a device on its own thread: the
+    // first message is the cause, the caller's is a consequence.
+    let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let previous = panic::take_hook();
+    {
+        let messages = messages.clone();
+        panic::set_hook(Box::new(move |info| {
+            if let Ok(mut m) = messages.lock() {
+                m.push(info.to_string());
+            }
+        }));
+    }
+    let result = panic::catch_unwind(AssertUnwindSafe(|| {
+        let t = Tensor::<Backend, 1>::from_floats([1.0f32, 2.0, 3.0], device);
+        (t.clone() * t).sum().into_data().to_vec::<f32>()
+    }));
+    panic::set_hook(previous);
+    match result {
+        Ok(Ok(v)) if v.len() == 1 && (v[0] - 14.0).abs() < 1e-3 => Ok(()),
+        Ok(Ok(v)) => anyhow::bail!(
+            "backend {NAME}, device {device:?}: a probe computation (1+4+9) returned {v:?}, not 14"
+        ),
+        Ok(Err(e)) => {
+            anyhow::bail!("backend {NAME}, device {device:?}: reading a probe result failed: {e:?}")
+        }
+        Err(payload) => {
+            let detail = messages
+                .lock()
+                .ok()
+                .filter(|m| !m.is_empty())
+                .map(|m| m.join("; then "))
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_string());
+            anyhow::bail!(
+                "backend {NAME}, device {device:?} is not usable on this machine ({}); \
+                 Burn failed to initialise it: {detail}",
+                hint()
+            )
+        }
+    }
+}
+
+/// What the selected backend needs from the machine (for [`probe`]'s error).
+fn hint() -> &'static str {
+    #[cfg(feature = "cuda")]
+    {
+        "CUDA needs an NVIDIA GPU with its driver (libcuda) and NVRTC from a CUDA toolkit"
+    }
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    {
+        "WGPU needs a Vulkan, Metal or DX12 driver with an adapter; on a machine without a \
+         GPU, Mesa's software Vulkan driver works: apt-get install mesa-vulkan-drivers"
+    }
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    {
+        "a CPU backend needs nothing more"
+    }
+}

@@ -152,6 +152,14 @@ pub struct Args {
     /// The PyTorch baseline script (default: `bench/torch_maple.py` in the repository).
     #[arg(long)]
     pub script: Option<PathBuf>,
+    /// The reference's device for `--compare` (the script's `--device`: cpu, cuda, cuda:N;
+    /// default: the script's, cpu).
+    #[arg(long)]
+    pub torch_device: Option<String>,
+    /// The reference's precision for `--compare` (the script's `--precision`: fp32, fp16,
+    /// bf16; default: the script's, fp32).
+    #[arg(long)]
+    pub torch_precision: Option<String>,
     /// Leave glibc's malloc at its defaults (see [`tune_malloc`]).
     #[arg(long)]
     pub no_malloc_tuning: bool,
@@ -676,6 +684,20 @@ fn run_torch(args: &Args, python: &Path, script: &Path, workload: Workload) -> R
             "--iters",
             &args.iters.to_string(),
         ])
+        .args(
+            args.torch_device
+                .as_deref()
+                .map(|d| ["--device", d])
+                .into_iter()
+                .flatten(),
+        )
+        .args(
+            args.torch_precision
+                .as_deref()
+                .map(|p| ["--precision", p])
+                .into_iter()
+                .flatten(),
+        )
         // Our thread variables must not leak into torch's OpenMP pool sizing.
         .env_remove("RAYON_NUM_THREADS")
         .env_remove("MATMUL_NUM_THREADS")

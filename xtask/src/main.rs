@@ -3,6 +3,7 @@
 //! - `parity DIR`: every parity check against a reference fixture folder.
 //! - `pretrain-toy-clip`: pretrains the small CLIP of the procedural world (weights/).
 //! - `bench`: speed of the MaPLe workloads, optionally against the PyTorch baseline.
+//! - `gpu-check`: the one-command check of a GPU backend on a GPU machine.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod gpu_check;
 mod parity;
 mod pretrain;
 
@@ -36,6 +38,10 @@ enum Command {
     /// Time the MaPLe workloads (train-step, encode-images, encode-text) on a random
     /// ViT-B/16; with --compare also the PyTorch baseline, and print ratios ours/pytorch.
     Bench(bench::Args),
+    /// On a GPU machine, from a binary built with `--features cuda` (or wgpu): parity
+    /// reports, a procedural training and the PyTorch comparison; stops at once with a
+    /// clear error (exit 2) when the binary or the machine has no usable GPU.
+    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,7 @@ fn main() -> ExitCode {
         Command::Parity { dir, f64 } => parity::run(&dir, f64),
         Command::PretrainToyClip(args) => pretrain::run(args).map(|()| true),
         Command::Bench(args) => bench::run(args).map(|()| true),
+        Command::GpuCheck(args) => gpu_check::run(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
