@@ -96,6 +96,7 @@ fn main() -> Result<()> {
     let observer = &mut maple_ui::terminal();
     let rows = parse_methods(&args.methods)?;
     let device = backend::device(args.device);
+    backend::probe(&device)?;
     let described = backend::describe(&device);
     let started = Instant::now();
     let procedural = args.dataset.is_none();

@@ -44,6 +44,7 @@ fn main() -> Result<()> {
     let _ui = maple_ui::terminal();
     let args = Args::parse();
     let device = backend::device(args.device);
+    backend::probe(&device)?;
     let resolved = resolve_weights(&args.weights)?;
     let (clip, config) = Clip::<Backend>::from_safetensors(&resolved.weights, &device)
         .with_context(|| format!("loading {}", resolved.origin))?;

@@ -52,6 +52,7 @@ pub fn run(dir: &Path, f64: bool) -> Result<bool> {
             bail!("--f64 runs on ndarray: build the xtask with `--features ndarray`")
         } else {
             let device = backend::device(0);
+            backend::probe(&device)?;
             println!(
                 "parity checks in {} on {} f32",
                 d.display(),

@@ -121,6 +121,7 @@ pub fn run(args: PredictArgs, bars: &mut Bars) -> Result<()> {
         ),
     };
     let device = backend::device(args.device);
+    backend::probe(&device)?;
     bars.say(&format!(
         "device: {}; CLIP {weights}; {} learner {}",
         backend::describe(&device),

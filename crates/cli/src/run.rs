@@ -167,6 +167,7 @@ pub fn with_context(
     }
 
     let device = backend::device(common.device);
+    backend::probe(&device)?;
     let described = backend::describe(&device);
     bars.say(&format!(
         "device: {described}; loading CLIP from {}",
