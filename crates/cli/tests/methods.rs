@@ -55,11 +55,24 @@ fn toy_weights() -> String {
 
 fn check_method(method: Method) {
     let dir = tempfile::tempdir().unwrap();
-    let (train, eval, lib) = (dir.path().join("t"), dir.path().join("e"), dir.path().join("l"));
+    let (train, eval, lib) = (
+        dir.path().join("t"),
+        dir.path().join("e"),
+        dir.path().join("l"),
+    );
     let weights = toy_weights();
     let m = method.as_str();
     // Three epochs: the constant warm-up epoch at 1e-5, then two that train.
-    let common = ["--method", m, "--seeds", "1", "--epochs", "3", "--weights", &weights];
+    let common = [
+        "--method",
+        m,
+        "--seeds",
+        "1",
+        "--epochs",
+        "3",
+        "--weights",
+        &weights,
+    ];
     let mut args = vec!["base2novel", "--dataset", "procedural", "--output-dir"];
     args.push(train.to_str().unwrap());
     args.extend(common);
@@ -113,7 +126,11 @@ fn check_method(method: Method) {
     assert_eq!(cli.len(), 2, "{m}: base and novel expected: {cli:?}");
     assert_eq!(cli, library, "{m}: CLI and library evaluations differ");
     // The evaluation of the reloaded checkpoint equals the one at the end of training.
-    assert_eq!(cli, evals(&trained), "{m}: reloaded checkpoint evaluates differently");
+    assert_eq!(
+        cli,
+        evals(&trained),
+        "{m}: reloaded checkpoint evaluates differently"
+    );
 }
 
 #[test]
