@@ -5,6 +5,7 @@
 //! reshaped to another shape of the same size (these pass the safetensors checks and reach
 //! the CLIP loader), renamed or dropped tensors, and NaN/inf written into the data.
 //! Allocated bytes are counted by a global allocator in this test binary.
+#![allow(unsafe_code)] // the counting global allocator
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -6,6 +6,7 @@
 //! opcodes; parsed directly, and re-zipped with a valid CRC so the whole reader sees it) and
 //! the zip container (flips in the directory and local headers, truncations). Allocated bytes
 //! are counted by a global allocator in this test binary.
+#![allow(unsafe_code)] // the counting global allocator
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};

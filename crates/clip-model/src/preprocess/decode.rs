@@ -221,6 +221,7 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
 }
 
 #[cfg(feature = "turbojpeg")]
+#[allow(unsafe_code)] // FFI to libjpeg-turbo: every call checks its handle and return code.
 mod turbo {
     //! libjpeg-turbo through the `turbojpeg` crate's raw TurboJPEG 3 API (the safe wrapper
     //! reports warnings as errors, and Pillow accepts what libjpeg only warns about).
