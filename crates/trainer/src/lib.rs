@@ -4,7 +4,7 @@
 //! - [`config`]: run configurations (the reference's hyper-parameters; `configs/*.json`).
 //! - [`data`]: the [`BatchSource`] abstraction over file-backed datasets and the
 //!   procedural world, and batch-to-tensor conversion.
-//! - [`train`]: the training loop, generic over the prompt learner, with per-epoch
+//! - [`train`](mod@train): the training loop, generic over the prompt learner, with per-epoch
 //!   learner-only checkpoints and resuming.
 //! - [`eval`]: top-1 accuracy of prompted or zero-shot CLIP (text features encoded once
 //!   unless the learner conditions them on the image).
