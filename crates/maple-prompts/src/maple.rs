@@ -198,3 +198,90 @@ impl<B: Backend> PromptLearner<B> for Maple<B> {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::method::MethodConfig;
+    use crate::testing::{tiny_clip, Tb};
+
+    fn rows(t: Tensor<Tb, 3>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn widths_and_depth_come_from_the_clip() {
+        // Tiny CLIP: text width 32 with 2 blocks, vision width 48 with 3 blocks.
+        let (clip, tok) = tiny_clip();
+        let l = Maple::new(&MapleConfig::new().with_depth(2), &clip, &tok).unwrap();
+        assert_eq!((l.n_ctx(), l.depth()), (2, 2));
+        assert_eq!(l.ctx.dims(), [2, 32]);
+        assert_eq!(l.proj.weight.dims(), [32, 48]);
+        assert_eq!(l.shared_ctx().dims(), [2, 48]);
+        let deep = l.deep_visual_prompts();
+        assert_eq!(deep.len(), 1);
+        assert_eq!(deep[0].dims(), [2, 48]);
+        let v = l.vision_prompts();
+        assert_eq!(v.shallow.map(|s| s.dims()), Some([2, 48]));
+        assert_eq!(v.deep.anchor, PromptAnchor::End);
+        // Block 0 takes the shallow prompts; block 1 the deep one.
+        assert!(v.deep.layers.get(1).is_some_and(Option::is_some));
+    }
+
+    #[test]
+    fn depth_one_gives_no_deep_prompts_and_bad_depths_are_errors() {
+        let (clip, tok) = tiny_clip();
+        let l = Maple::new(&MapleConfig::new().with_depth(1), &clip, &tok).unwrap();
+        assert!(l.deep_visual_prompts().is_empty());
+        assert!(l.vision_prompts().deep.layers.iter().all(Option::is_none));
+        for (depth, n_ctx) in [(3, 2), (0, 2), (2, 0)] {
+            let cfg = MapleConfig::new().with_depth(depth).with_n_ctx(n_ctx);
+            let err = Maple::new(&cfg, &clip, &tok).unwrap_err().to_string();
+            assert!(
+                err.contains(if n_ctx == 0 { "n_ctx" } else { "(2)" }),
+                "depth {depth}, n_ctx {n_ctx}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn context_starts_from_the_init_words_and_only_it_replaces_prompt_rows() {
+        let (clip, tok) = tiny_clip();
+        let l = Maple::new(&MapleConfig::new().with_depth(2), &clip, &tok).unwrap();
+        assert_eq!(l.prompt_prefix(), "a photo of a");
+        // ctx = the token embeddings of the first n_ctx words of "a photo of a".
+        let t = tok.tokenize_batch(&["a photo of a"], 77, false).unwrap();
+        let words = clip
+            .text
+            .embed_rows(&t, &Default::default())
+            .slice([0..1, 1..3]);
+        assert_eq!(rows(l.ctx.val().unsqueeze_dim(0)), rows(words));
+        let names = ["cat".to_string(), "big dog".to_string()];
+        let classes = ClassTokens::new(&clip, &tok, l.prompt_prefix(), &names).unwrap();
+        let p = l.prompts(&classes);
+        let [c, len, w] = p.dims();
+        assert_eq!([c, w], [2, 32]);
+        // Every row but the context slots equals the frozen class prompt.
+        for range in [0..1, 3..len] {
+            assert_eq!(
+                rows(p.clone().slice([0..c, range.clone()])),
+                rows(classes.embeddings.clone().slice([0..c, range]))
+            );
+        }
+    }
+
+    #[test]
+    fn random_context_uses_placeholders_and_settings_round_trip() {
+        let (clip, tok) = tiny_clip();
+        let cfg = MapleConfig::new()
+            .with_depth(2)
+            .with_n_ctx(3)
+            .with_ctx_init(None);
+        let l = Maple::new(&cfg, &clip, &tok).unwrap();
+        assert_eq!(l.prompt_prefix(), "X X X");
+        assert_eq!(
+            MethodConfig::from_settings(&l.settings()).unwrap(),
+            MethodConfig::Maple(cfg)
+        );
+    }
+}

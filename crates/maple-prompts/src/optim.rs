@@ -150,3 +150,102 @@ impl LrSchedule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Ta, Tb};
+    use burn::module::Module;
+    use burn::tensor::TensorData;
+
+    /// One trainable vector and one frozen one.
+    #[derive(Module, Debug)]
+    struct Two<B: Backend> {
+        w: Param<Tensor<B, 1>>,
+        frozen: Param<Tensor<B, 1>>,
+    }
+
+    fn two(w: [f32; 2]) -> Two<Ta> {
+        let device = Default::default();
+        let t = |v: [f32; 2]| Tensor::<Ta, 1>::from_data(TensorData::from(v), &device);
+        Two {
+            w: Param::from_tensor(t(w).require_grad()),
+            frozen: Param::from_tensor(t([5.0, 6.0])).set_require_grad(false),
+        }
+    }
+
+    fn values(p: &Param<Tensor<Ta, 1>>) -> Vec<f32> {
+        p.val().into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// loss = sum(c * w) (+ the frozen vector, whose gradient must not be used): grad = c.
+    fn step(sgd: &mut Sgd<Tb>, lr: f64, m: Two<Ta>, c: [f32; 2]) -> Two<Ta> {
+        let device = Default::default();
+        let c = Tensor::<Ta, 1>::from_data(TensorData::from(c), &device);
+        let loss = (m.w.val() * c).sum() + m.frozen.val().sum();
+        let grads = loss.backward();
+        sgd.step::<Ta, _>(lr, m, &grads)
+    }
+
+    #[test]
+    fn steps_follow_torch_sgd_with_momentum_and_coupled_weight_decay() {
+        let (mu, wd, lr) = (0.9f64, 0.1f64, 0.5f64);
+        let mut sgd = Sgd::<Tb>::new(SgdConfig {
+            momentum: mu,
+            weight_decay: wd,
+        });
+        let (mut w, mut buf) = ([1.0f64, -2.0], [0.0f64; 2]);
+        let mut m = two([1.0, -2.0]);
+        for (i, c) in [[1.0f32, 2.0], [-1.0, 0.5], [0.25, -3.0]]
+            .into_iter()
+            .enumerate()
+        {
+            m = step(&mut sgd, lr, m, c);
+            // torch.optim.SGD: d = g + wd * p; buf = d (first step) or mu * buf + d; p -= lr * buf.
+            for k in 0..2 {
+                let d = c[k] as f64 + wd * w[k];
+                buf[k] = if i == 0 { d } else { mu * buf[k] + d };
+                w[k] -= lr * buf[k];
+            }
+            for (got, want) in values(&m.w).iter().zip(w) {
+                assert!(
+                    (*got as f64 - want).abs() < 1e-5,
+                    "step {i}: {got} vs {want}"
+                );
+            }
+        }
+        // The frozen parameter never moves and gets no momentum buffer.
+        assert_eq!(values(&m.frozen), vec![5.0, 6.0]);
+        assert_eq!(sgd.buffers.keys().collect::<Vec<_>>(), vec!["w"]);
+        let b = sgd.buffers["w"]
+            .clone()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        for (got, want) in b.iter().zip(buf) {
+            assert!((*got as f64 - want).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn schedule_is_a_constant_warm_up_then_a_cosine_restarted_after_it() {
+        let s = LrSchedule::maple(0.0035, 5);
+        assert_eq!((s.warmup_epochs, s.warmup_lr), (1, 1e-5));
+        assert_eq!(s.lr_at(0), 1e-5);
+        // Epoch 1 (the first after the warm-up) is the full rate: the cosine restarts.
+        assert!((s.lr_at(1) - 0.0035).abs() < 1e-15);
+        let cos = |t: f64| 0.5 * 0.0035 * (1.0 + (std::f64::consts::PI * t / 5.0).cos());
+        for e in 1..5 {
+            assert!(
+                (s.lr_at(e) - cos((e - 1) as f64)).abs() < 1e-15,
+                "epoch {e}"
+            );
+            assert!(s.lr_at(e + 1) < s.lr_at(e), "not decreasing at {e}");
+        }
+        let none = LrSchedule {
+            warmup_epochs: 0,
+            ..s
+        };
+        assert!((none.lr_at(0) - 0.0035).abs() < 1e-15);
+    }
+}
