@@ -22,19 +22,65 @@ pub enum CheckpointKind {
 }
 
 /// Whether `path` is a reference (PyTorch) checkpoint or one of ours, by its first bytes.
+///
+/// Ours is safetensors: an 8-byte little-endian header length that fits the file, then the
+/// JSON header (`{`). That is tested first, because the length's low byte may be anything,
+/// including a pickle's protocol byte 0x80.
 pub fn checkpoint_kind(path: &Path) -> Result<CheckpointKind> {
     use std::io::Read;
-    let mut head = [0u8; 4];
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    let n = f.read(&mut head).map_err(io(path))?;
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let size = f.metadata().map_err(io(path))?.len();
+    let mut head = Vec::with_capacity(9);
+    f.take(9).read_to_end(&mut head).map_err(io(path))?;
+    if head.len() == 9 && head[8] == b'{' {
+        let header = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+        if header >= 2 && header <= size - 8 {
+            return Ok(CheckpointKind::Ours);
+        }
+    }
     // torch.save writes a zip archive ("PK\x03\x04"); old torch a raw pickle (0x80 protocol byte).
-    Ok(
-        if (n >= 2 && &head[..2] == b"PK") || (n >= 1 && head[0] == 0x80) {
+    let torch = head.starts_with(b"PK") || head.first() == Some(&0x80);
+    Ok(if torch {
+        CheckpointKind::Reference
+    } else {
+        CheckpointKind::Ours
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind_of(bytes: &[u8]) -> CheckpointKind {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c");
+        std::fs::write(&p, bytes).unwrap();
+        checkpoint_kind(&p).unwrap()
+    }
+
+    #[test]
+    fn safetensors_whose_header_length_starts_with_0x80_is_ours() {
+        // A header of 0x80 = 128 bytes: its length's first byte is a pickle protocol byte.
+        let json = format!("{{\"__metadata__\":{{\"a\":\"{}\"}}}}", "x".repeat(103));
+        assert_eq!(json.len(), 128);
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(json.as_bytes());
+        assert_eq!(bytes[0], 0x80);
+        assert_eq!(kind_of(&bytes), CheckpointKind::Ours);
+    }
+
+    #[test]
+    fn torch_zip_and_raw_pickles_are_the_references() {
+        assert_eq!(kind_of(b"PK\x03\x04rest"), CheckpointKind::Reference);
+        assert_eq!(
+            kind_of(&[0x80, 0x02, b'}', b'q']),
             CheckpointKind::Reference
-        } else {
-            CheckpointKind::Ours
-        },
-    )
+        );
+        // A length that does not fit the file is not safetensors.
+        let mut fake = vec![0x80, 0xff, 0xff, 0, 0, 0, 0, 0];
+        fake.extend(b"{}");
+        assert_eq!(kind_of(&fake), CheckpointKind::Reference);
+    }
 }
 
 /// The method of the learner in a checkpoint file (ours: from its settings; the
