@@ -15,7 +15,7 @@ copy of the shared baseline: `cargo xtask bench --compare` runs this file. The w
 
 Usage:
   python3 bench/torch_maple.py --check-fixture          # tests/fixtures/maple-tiny
-  python3 bench/torch_maple.py --check-fixture DIR --precision fp16   # the reference's fp16 error
+  python3 bench/torch_maple.py --check-fixture DIR --precision fp16   # the reference's fp16 error (bf16: autocast)
   python3 torch_maple.py --model vit-b16 --workload train-step --classes 50 --batch 4
   python3 torch_maple.py --model vit-b16 --workload encode-images --batch 32
   python3 torch_maple.py --device cuda --precision fp16 --workload train-step   # on a GPU
@@ -177,7 +177,10 @@ def check_fixture(path, precision="fp32"):
     images = fwd["input.images"]
     if precision == "fp16":  # the reference's default PREC: whole model and prompts in half
         clip, pl, images = clip.half(), pl.half(), images.half()
-    with torch.no_grad():
+    # bf16 (not a reference PREC): autocast around fp32 weights and prompts, as the bench does.
+    autocast = (torch.autocast(images.device.type, dtype=torch.bfloat16)
+                if precision == "bf16" else contextlib.nullcontext())
+    with torch.no_grad(), autocast:
         got = logits(clip, pl, tokens, images).float()
     want = fwd["maple.logits"] if "maple.logits" in fwd else fwd["logits"]
     err = (got - want).abs().max().item()
@@ -188,7 +191,8 @@ def check_fixture(path, precision="fp32"):
     # differ by ~2e-5 of it), parameters absolutely.
     grad_err = param_err = 0.0
     for s in (1, 2, 3):
-        loss = F.cross_entropy(logits(clip, pl, tokens, images), fwd["input.labels"].long())
+        with autocast:  # autocast computes cross_entropy in fp32; fp16 keeps the reference's half loss
+            loss = F.cross_entropy(logits(clip, pl, tokens, images), fwd["input.labels"].long())
         opt.zero_grad()
         loss.backward()
         gmax = max(ts[f"step{s}.grad.prompt_learner.{n}"].abs().max().item() for n, _ in pl.named_parameters())
@@ -198,8 +202,8 @@ def check_fixture(path, precision="fp32"):
         opt.step()
         for name, p in pl.named_parameters():
             param_err = max(param_err, (p.detach().float() - ts[f"step{s}.param.prompt_learner.{name}"]).abs().max().item())
-    # fp32 must match the fixture; fp16 only reports the reference's own half-precision error
-    # (the bound a mixed-precision implementation should stay within).
+    # fp32 must match the fixture; fp16/bf16 only report the reference's own half-precision
+    # error (the bound a mixed-precision implementation should stay within).
     ok = err < 1e-4 and grad_err < 1e-4 and param_err < 1e-5 if precision == "fp32" else None
     print(json.dumps({"check": "maple vs fixture", "precision": precision, "logits_max_abs_err": err,
                       "grads_max_err_of_max": grad_err, "params_max_abs_err": param_err, "ok": ok}))
@@ -288,8 +292,6 @@ if __name__ == "__main__":
     ap.add_argument("--iters", type=int, default=3)
     a = ap.parse_args()
     if a.check_fixture:
-        if a.precision == "bf16":
-            raise SystemExit("--check-fixture supports --precision fp32 or fp16")
         ok = check_fixture(a.check_fixture, a.precision)
         raise SystemExit(0 if ok in (True, None) else 1)
     bench(a)

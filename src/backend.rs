@@ -152,3 +152,36 @@ fn hint() -> &'static str {
         "a CPU backend needs nothing more"
     }
 }
+
+/// Memory of a GPU backend's device pool (CubeCL's accounting), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Bytes held by live tensors.
+    pub in_use: u64,
+    /// Bytes the pool has reserved from the device: it keeps pages once allocated, so
+    /// after a workload this is its high-water mark (what must fit on the GPU).
+    pub reserved: u64,
+}
+
+/// The device pool's memory on GPU backends (`None` on CPU backends, whose memory is the
+/// process's resident set, or if the runtime cannot report it).
+pub fn device_memory(device: &Device) -> Option<DeviceMemory> {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    {
+        use cubecl::Runtime as _;
+        #[cfg(feature = "cuda")]
+        let usage = cubecl::cuda::CudaRuntime::client(device).memory_usage();
+        #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+        let usage = burn::backend::wgpu::WgpuRuntime::client(device).memory_usage();
+        let usage = usage.ok()?;
+        Some(DeviceMemory {
+            in_use: usage.bytes_in_use,
+            reserved: usage.bytes_reserved,
+        })
+    }
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    {
+        let _ = device;
+        None
+    }
+}

@@ -32,6 +32,7 @@ use burn::tensor::{Distribution, Tensor};
 use clap::ValueEnum;
 use maple_burn::backend::{describe, device, Backend, TrainBackend};
 use maple_burn::clip_model::tokenizer::Tokenizer;
+use maple_burn::clip_model::Precision;
 use maple_burn::clip_model::{Clip, ClipConfig};
 use maple_burn::maple_prompts::{ClassTokens, Maple, MapleConfig, PromptedClip, Sgd, SgdConfig};
 use rand::rngs::StdRng;
@@ -136,6 +137,9 @@ pub struct Args {
     /// every position as the PyTorch script does (by default only `max(EOT) + 1` are computed).
     #[arg(long)]
     pub full_context: bool,
+    /// Precision of our CLIP (f32, f16, bf16; half needs a backend that computes in it).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Keep CLIP as `Clip::init` leaves it instead of freezing it as the PyTorch script does
     /// (`Clip::init` creates the blocks' Linear/LayerNorm weights trainable, so the backward
     /// pass also computes their gradients; weights loaded from a file are frozen).
@@ -315,6 +319,7 @@ fn build<B: burn::tensor::backend::Backend>(
     let clip = Clip::<B>::init(cfg, dev);
     let init_trainable = trainable(&clip).elements;
     let clip = if args.no_freeze { clip } else { clip.no_grad() };
+    let clip = clip.with_precision(args.precision).context("--precision")?;
     let maple_cfg = MapleConfig::new()
         .with_n_ctx(args.n_ctx)
         .with_depth(args.depth);
@@ -516,7 +521,16 @@ fn run_ours(args: &Args, workload: Workload, threads: (usize, usize)) -> Result<
     }
     extra.insert("times_s".into(), json!(times.wall));
     extra.insert("cpu_s".into(), json!(times.cpu));
-    if let Some(peak) = peak_rss_bytes() {
+    extra.insert("precision".into(), json!(args.precision.name()));
+    if let Some(mem) = maple_burn::backend::device_memory(&dev) {
+        // GPU: the device pool's reservation, which only grows: the high-water mark of
+        // this and the earlier workloads of the run (torch reports max_memory_allocated).
+        extra.insert("peak_bytes".into(), json!(mem.reserved));
+        extra.insert("peak_kind".into(), json!("device_pool_reserved"));
+        if let Some(rss) = peak_rss_bytes() {
+            extra.insert("peak_rss_bytes".into(), json!(rss));
+        }
+    } else if let Some(peak) = peak_rss_bytes() {
         extra.insert("peak_bytes".into(), json!(peak));
         extra.insert("peak_kind".into(), json!("workload_max_rss"));
     }

@@ -10,10 +10,13 @@
 //!    must run a computation on the device. On a machine without a usable GPU this fails
 //!    at once (exit 2) with a message naming the backend, the device and what is missing;
 //! 2. the parity report on `tests/fixtures/maple-tiny` and, when present,
-//!    `tests/fixtures/methods-tiny` (f32);
+//!    `tests/fixtures/methods-tiny` (f32), with the `precision.f16.*` checks where the
+//!    device computes in f16;
 //! 3. a short MaPLe base-to-novel training on the procedural world with the toy CLIP
-//!    (`weights/toy-clip.safetensors`), the procedural example's equivalent; it fails
-//!    when base accuracy is not above 25% (three times chance);
+//!    (`weights/toy-clip.safetensors`), the procedural example's equivalent, in f32 and in
+//!    every half precision the device computes in (`--precisions`); it fails when base
+//!    accuracy is not above 25% (three times chance) or a half precision ends more than one
+//!    point below f32 (base or novel); time and device memory of each are printed;
 //! 4. unless `--skip-torch`, `bench --compare` against `bench/torch_maple.py` on the
 //!    same GPU with the reference in fp16 (its default `PREC`), bf16 and fp32: ratios and
 //!    peak memory as `cargo xtask bench` prints them.
@@ -27,6 +30,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use clap::Parser as _;
 use maple_burn::backend::{self, TrainBackend};
+use maple_burn::clip_model::Precision;
 use maple_burn::maple_prompts::Method;
 use maple_burn::trainer::protocol::{self, Context};
 use maple_burn::trainer::{Backbone, RunConfig};
@@ -53,6 +57,14 @@ pub struct Args {
     /// Epochs of the procedural training.
     #[arg(long, default_value_t = 2)]
     pub epochs: usize,
+    /// Training shots per class of the procedural training (default: the demo's 16).
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Precisions of the procedural training, comma-separated (default: f32 and every
+    /// half precision the backend computes in). Each half precision must end within one
+    /// point of f32's base and novel accuracy.
+    #[arg(long, value_delimiter = ',')]
+    pub precisions: Option<Vec<Precision>>,
     /// Skip the parity reports (e.g. CI, which runs `parity` itself, uses gpu-check's
     /// training step alone on WGPU).
     #[arg(long)]
@@ -97,6 +109,13 @@ pub fn run(args: Args) -> Result<bool> {
     println!("gpu-check on {}", backend::describe(&device));
     let mut ok = true;
     let mut times = Vec::new();
+    let halves: Vec<Precision> = [Precision::F16, Precision::Bf16]
+        .into_iter()
+        .filter(|p| p.supported::<TrainBackend>(&device))
+        .collect();
+    // The parity report's precision checks: f16 where the device computes in it (bf16's
+    // logits miss the reference's autocast error on flex: docs/PRECISION.md).
+    let half = parity::HalfSelection::Auto;
 
     let fixtures = args.root.join("tests/fixtures");
     let parity_sets: &[&str] = if args.skip_parity {
@@ -114,27 +133,67 @@ pub fn run(args: Args) -> Result<bool> {
             continue;
         }
         let t = Instant::now();
-        let passed = parity::run(&dir, false)?;
+        let passed = parity::run(&dir, false, &half)?;
         times.push((format!("parity {name}"), t.elapsed().as_secs_f64(), passed));
         ok &= passed;
     }
 
-    let t = Instant::now();
-    let (base, novel) = train_procedural(&args.root, args.epochs, &device)?;
-    println!(
-        "procedural MaPLe, seed 1, {} epochs: base {base:.2}%, novel {novel:.2}%",
-        args.epochs
-    );
-    // A broken backend (NaN, garbage kernels) lands near chance (1/12 of the base classes,
-    // 8.3%); WGPU on lavapipe measured 57.17% base / 50.50% novel after 2 epochs. Three
-    // times chance separates the two without depending on the last digits.
-    let trained = base > 25.0;
-    times.push((
-        "procedural training".into(),
-        t.elapsed().as_secs_f64(),
-        trained,
-    ));
-    ok &= trained;
+    let precisions = args.precisions.clone().unwrap_or_else(|| {
+        std::iter::once(Precision::F32)
+            .chain(halves.iter().copied())
+            .collect()
+    });
+    let mut trained_at: Vec<(Precision, Trained)> = Vec::new();
+    for &precision in &precisions {
+        let t = Instant::now();
+        let run = train_procedural(&args.root, args.epochs, args.shots, precision, &device)?;
+        println!(
+            "procedural MaPLe in {precision}, seed 1, {} epochs: base {:.2}%, novel {:.2}% \
+             ({:.1} s{})",
+            args.epochs,
+            run.base,
+            run.novel,
+            run.seconds,
+            run.memory
+                .map(|m| format!(
+                    ", device memory reserved {:.1} MiB",
+                    m.reserved as f64 / 1048576.0
+                ))
+                .unwrap_or_default()
+        );
+        // A broken backend (NaN, garbage kernels) lands near chance (1/12 of the base
+        // classes, 8.3%); WGPU on lavapipe measured 57.17% base / 50.50% novel after 2
+        // epochs. Three times chance separates the two without depending on the last digits.
+        let trained = run.base > 25.0;
+        times.push((
+            format!("procedural training {precision}"),
+            t.elapsed().as_secs_f64(),
+            trained,
+        ));
+        ok &= trained;
+        trained_at.push((precision, run));
+    }
+    if let Some((_, full)) = trained_at.iter().find(|(p, _)| *p == Precision::F32) {
+        for (p, run) in trained_at.iter().filter(|(p, _)| p.is_half()) {
+            let (db, dn) = (run.base - full.base, run.novel - full.novel);
+            let close = db >= -1.0 && dn >= -1.0;
+            println!(
+                "{p} vs f32: base {db:+.2}, novel {dn:+.2} points (at most 1 below: {}); \
+                 time x{:.2}{}",
+                if close { "ok" } else { "FAILED" },
+                run.seconds / full.seconds,
+                match (run.memory, full.memory) {
+                    (Some(a), Some(b)) if b.reserved > 0 => format!(
+                        ", device memory x{:.2}",
+                        a.reserved as f64 / b.reserved as f64
+                    ),
+                    _ => String::new(),
+                }
+            );
+            times.push((format!("{p} within 1 point of f32"), 0.0, close));
+            ok &= close;
+        }
+    }
 
     if !args.skip_torch {
         for precision in &args.torch_precisions {
@@ -182,29 +241,50 @@ pub fn run(args: Args) -> Result<bool> {
     Ok(ok)
 }
 
-/// MaPLe base-to-novel on the procedural world (seed 1, `epochs` epochs) with the toy CLIP
-/// under `root`; returns the base and novel accuracies in percent.
+/// One procedural training: accuracies in percent, wall time, device memory after it.
+#[derive(Debug, Clone, Copy)]
+pub struct Trained {
+    /// Base-class accuracy.
+    pub base: f64,
+    /// Novel-class accuracy.
+    pub novel: f64,
+    /// Wall time of the training and its evaluations.
+    pub seconds: f64,
+    /// The device pool after the run (GPU backends).
+    pub memory: Option<backend::DeviceMemory>,
+}
+
+/// MaPLe base-to-novel on the procedural world (seed 1, `epochs` epochs, `shots` or the
+/// demo's shots) with the toy CLIP under `root`, CLIP in `precision`.
 pub fn train_procedural(
     root: &Path,
     epochs: usize,
+    shots: Option<usize>,
+    precision: Precision,
     device: &backend::Device,
-) -> Result<(f64, f64)> {
+) -> Result<Trained> {
+    let started = Instant::now();
     let weights = root.join("weights/toy-clip.safetensors");
     let weights = weights.display().to_string();
     let backbone = Backbone::<TrainBackend>::load(&weights, device)
-        .with_context(|| format!("loading the toy CLIP {weights}"))?;
+        .with_context(|| format!("loading the toy CLIP {weights}"))?
+        .with_precision(precision)?;
     let world = protocol::demo_world(&backbone)?;
     let reference = RunConfig::preset(Method::Maple);
     let mut config = protocol::demo_config(&reference, &backbone, &weights);
     config.seeds = vec![1];
     config.optim.max_epoch = epochs;
+    config.precision = precision;
+    if let Some(k) = shots {
+        config.shots = k;
+    }
     config.validate()?;
     backbone.check(&config)?;
     let out = std::env::temp_dir().join(format!("maple-gpu-check-{}", std::process::id()));
     let ctx = Context {
         backbone: &backbone,
         config: &config,
-        output_dir: out.join("maple"),
+        output_dir: out.join(format!("maple-{precision}")),
         stop_after: None,
         device: backend::describe(device),
     };
@@ -218,7 +298,12 @@ pub fn train_procedural(
         .first()
         .context("the procedural summary has no row")?;
     match (&row.base, &row.novel) {
-        (Some(b), Some(n)) => Ok((b.mean, n.mean)),
+        (Some(b), Some(n)) => Ok(Trained {
+            base: b.mean,
+            novel: n.mean,
+            seconds: started.elapsed().as_secs_f64(),
+            memory: backend::device_memory(device),
+        }),
         _ => bail!("the procedural summary has no base/novel accuracy"),
     }
 }

@@ -32,6 +32,11 @@ enum Command {
         /// Run on the CPU backend in double precision instead of the selected backend in f32.
         #[arg(long)]
         f64: bool,
+        /// Half-precision checks (`precision.f16.*`, `precision.bf16.*`) of a maple folder:
+        /// `auto` runs f16 where the backend computes in it, a list (`f16,bf16`) requires
+        /// them (an error where the backend cannot), `none` skips them.
+        #[arg(long, default_value = "auto")]
+        precision: parity::HalfSelection,
     },
     /// Pretrain the toy CLIP of the procedural world and write it to weights/.
     PretrainToyClip(pretrain::Args),
@@ -48,7 +53,11 @@ fn main() -> ExitCode {
     let _ui = maple_ui::terminal();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Parity { dir, f64 } => parity::run(&dir, f64),
+        Command::Parity {
+            dir,
+            f64,
+            precision,
+        } => parity::run(&dir, f64, &precision),
         Command::PretrainToyClip(args) => pretrain::run(args).map(|()| true),
         Command::Bench(args) => bench::run(args).map(|()| true),
         Command::GpuCheck(args) => gpu_check::run(args),

@@ -1,14 +1,17 @@
-//! `cargo xtask parity DIR [--f64]`: one line per check, a summary, non-zero exit on failure.
+//! `cargo xtask parity DIR [--f64] [--precision auto|none|f16,bf16]`: one line per check, a
+//! summary, non-zero exit on failure.
 //!
 //! DIR is a fixture folder (`tests/fixtures/maple-tiny`, `tests/fixtures/methods-tiny/coop`)
 //! or a folder of fixture folders (`tests/fixtures/methods-tiny`): each subfolder holding a
 //! `config.json` is checked in name order, then a total is printed.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use maple_burn::backend::{self, TrainBackend};
+use maple_burn::clip_model::Precision;
 use testkit::parity::{self as checks, Fixture};
 
 /// The fixture folders under `dir`: `dir` itself when it holds a `config.json`, else its
@@ -32,9 +35,44 @@ fn fixture_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
+/// Which half-precision checks to run on a maple fixture folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HalfSelection {
+    /// f16 where the backend computes in it (named as skipped otherwise); bf16 only on
+    /// request.
+    Auto,
+    /// None.
+    None,
+    /// Exactly these; a precision the backend cannot compute in is an error.
+    Required(Vec<Precision>),
+}
+
+impl FromStr for HalfSelection {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "none" => Ok(Self::None),
+            list => list
+                .split(',')
+                .map(|p| match p.trim().parse::<Precision>() {
+                    Ok(Precision::F32) => {
+                        Err("f32 is checked by the fp32 checks: list f16 and/or bf16".to_string())
+                    }
+                    Ok(p) => Ok(p),
+                    Err(e) => Err(e.to_string()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Self::Required),
+        }
+    }
+}
+
 /// Runs every check; returns whether all passed. `f64` runs them on the CPU backend in
-/// double precision (isolates rounding from logic: see ARCHITECTURE.md, "Parity").
-pub fn run(dir: &Path, f64: bool) -> Result<bool> {
+/// double precision (isolates rounding from logic: see ARCHITECTURE.md, "Parity"), without
+/// the half-precision checks; `half` selects those (maple folders only).
+pub fn run(dir: &Path, f64: bool, half: &HalfSelection) -> Result<bool> {
     let dirs = fixture_dirs(dir)?;
     let (mut total, mut failed) = (0, 0);
     for d in &dirs {
@@ -46,6 +84,7 @@ pub fn run(dir: &Path, f64: bool) -> Result<bool> {
                 report::<burn::backend::Autodiff<burn::backend::NdArray<f64>>>(
                     &fx,
                     &Default::default(),
+                    &HalfSelection::None,
                 )?
             }
             #[cfg(not(feature = "ndarray"))]
@@ -58,7 +97,7 @@ pub fn run(dir: &Path, f64: bool) -> Result<bool> {
                 d.display(),
                 backend::describe(&device)
             );
-            report::<TrainBackend>(&fx, &device)?
+            report::<TrainBackend>(&fx, &device, half)?
         };
         total += n;
         failed += f;
@@ -74,8 +113,29 @@ pub fn run(dir: &Path, f64: bool) -> Result<bool> {
 }
 
 /// Prints every check of one folder and its summary; returns (checks, failures).
-fn report<B: AutodiffBackend>(fx: &Fixture, device: &B::Device) -> Result<(usize, usize)> {
-    let results = checks::all_checks::<B>(fx, device)?;
+fn report<B: AutodiffBackend>(
+    fx: &Fixture,
+    device: &B::Device,
+    half: &HalfSelection,
+) -> Result<(usize, usize)> {
+    let mut results = checks::all_checks::<B>(fx, device)?;
+    if checks::methods::fixture_method(fx).is_none() {
+        let wanted = match half {
+            HalfSelection::None => vec![],
+            HalfSelection::Required(list) => list.clone(),
+            HalfSelection::Auto if Precision::F16.supported::<B>(device) => vec![Precision::F16],
+            HalfSelection::Auto => {
+                println!(
+                    "precision.f16: skipped ({} does not compute in f16)",
+                    B::name(device)
+                );
+                vec![]
+            }
+        };
+        for p in wanted {
+            results.extend(checks::precision::precision_checks::<B>(fx, device, p)?);
+        }
+    }
     let mut failed = 0;
     for r in &results {
         println!("{}", r.line());

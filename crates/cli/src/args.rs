@@ -1,6 +1,7 @@
 //! Arguments shared by the commands: the method, the dataset (a benchmark dataset or the
 //! procedural world), the run configuration and its command-line overrides.
 
+use maple_burn::clip_model::Precision;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
@@ -124,6 +125,11 @@ pub struct Common {
     /// Device index (GPU ordinal for cuda/wgpu; ignored on CPU backends).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub device: usize,
+    /// Precision of the frozen CLIP: f32, f16 (wgpu, cuda, flex) or bf16 (cuda, flex).
+    /// Half runs CLIP's blocks in half; prompts, optimizer and loss stay f32.
+    /// Default: the config's (f32).
+    #[arg(long, value_name = "P")]
+    pub precision: Option<Precision>,
     /// Stop once this many epochs of a run are done (the same command without it continues).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub stop_after: Option<u64>,
@@ -184,6 +190,9 @@ pub fn apply_overrides(common: &Common, config: &mut RunConfig) -> Result<()> {
     }
     if let Some(b) = common.test_batch_size {
         config.test_batch_size = usize::try_from(b).context("--test-batch-size")?;
+    }
+    if let Some(p) = common.precision {
+        config.precision = p;
     }
     config
         .validate()

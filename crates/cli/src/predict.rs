@@ -46,6 +46,9 @@ pub struct PredictArgs {
     /// Device index (GPU backends).
     #[arg(long, value_name = "N", default_value_t = 0)]
     device: usize,
+    /// Precision of the frozen CLIP: f32, f16 (wgpu, cuda, flex) or bf16 (cuda, flex).
+    #[arg(long, value_name = "P", default_value = "f32")]
+    precision: maple_burn::clip_model::Precision,
     /// Image files (JPEG, PNG, ...).
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
@@ -129,7 +132,8 @@ pub fn run(args: PredictArgs, bars: &mut Bars) -> Result<()> {
         path.display()
     ));
     let backbone = Backbone::<Backend>::load(&weights, &device)
-        .with_context(|| format!("loading CLIP weights {weights:?}"))?;
+        .with_context(|| format!("loading CLIP weights {weights:?}"))?
+        .with_precision(args.precision)?;
     let config = preset(method, maple_burn::trainer::Protocol::Base2novel);
     let loaded = load_learner(&path, &backbone, &config)?;
     let model = PromptedClip::new(backbone.clip.clone(), loaded.learner);

@@ -175,7 +175,8 @@ pub fn with_context(
     ));
     let started = Instant::now();
     let backbone = Backbone::<TrainBackend>::load(&config.weights, &device)
-        .with_context(|| format!("loading CLIP weights {:?}", config.weights))?;
+        .with_context(|| format!("loading CLIP weights {:?}", config.weights))?
+        .with_precision(config.precision)?;
     if job.is_procedural() && common.config.is_none() {
         // The reference settings adapted to the toy CLIP, as the example does, then the
         // command line's overrides again.

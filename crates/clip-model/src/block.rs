@@ -10,7 +10,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
 
 use crate::ops::LayerNorm;
 
@@ -85,7 +85,12 @@ fn linear_columns<B: Backend>(
 ) -> Tensor<B, 2> {
     let weight = layer.weight.val().narrow(1, start, len);
     let bias = layer.bias.as_ref().map(|b| b.val().narrow(0, start, len));
-    linear(x, weight, bias)
+    linear(x.cast(weight.dtype()), weight, bias)
+}
+
+/// `x` in the dtype of `layer`'s weight (the precision the layer computes in).
+fn cast_to_weight<B: Backend>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    x.cast(layer.weight.val().dtype())
 }
 
 /// `softmax(q k^T / sqrt(head_dim) [+ causal mask]) v` spelled out in tensor ops, with the
@@ -119,7 +124,12 @@ fn attention_core<B: Backend>(
     score_scale: Option<f64>,
 ) -> Tensor<B, 4> {
     // Both operands may be strided views of the projections: the GEMM reads them as they are.
-    let scores = q.matmul(k.swap_dims(2, 3));
+    // With half q and k the scores are computed, scaled, masked and normalised in f32 (a
+    // half score of 20 is off by up to 0.008, which the softmax turns into a relative error
+    // of the probabilities: measured, it was most of the half model's logit error); the
+    // probabilities go back to the values' precision for the second product.
+    let dtype = v.dtype();
+    let scores = crate::precision::upcast(q).matmul(crate::precision::upcast(k).swap_dims(2, 3));
     let scores = match score_scale {
         Some(s) => scores * s,
         None => scores,
@@ -130,7 +140,7 @@ fn attention_core<B: Backend>(
         Some(m) => scores.mask_fill(m, -1e30),
         None => scores,
     };
-    crate::ops::softmax(scores, 3).matmul(v)
+    crate::ops::softmax(scores, 3).cast(dtype).matmul(v)
 }
 
 /// Row indices `i * seq + pooled[i]` of the pooled positions of row-stacked sequences.
@@ -213,8 +223,10 @@ impl<B: Backend> SelfAttention<B> {
                 .expand([n, h, l, l])
         });
         let ctx = attention_core(q, k, v, mask, (!scale_q).then_some(scale));
-        self.out_proj
-            .forward(ctx.swap_dims(1, 2).reshape([rows, d]))
+        self.out_proj.forward(cast_to_weight(
+            &self.out_proj,
+            ctx.swap_dims(1, 2).reshape([rows, d]),
+        ))
     }
 
     /// Attention output at one position per sequence (`pooled[i]` of sequence `i`), which
@@ -241,7 +253,8 @@ impl<B: Backend> SelfAttention<B> {
                 .expand([n, h, 1, l])
         });
         let ctx = attention_core(q, k, v, mask, Some(1.0 / (hd as f64).sqrt()));
-        self.out_proj.forward(ctx.reshape([n, d]))
+        self.out_proj
+            .forward(cast_to_weight(&self.out_proj, ctx.reshape([n, d])))
     }
 }
 
@@ -256,7 +269,8 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// - `x`: `[rows, width]` → `[rows, width]`
     pub fn forward_rows(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        self.c_proj.forward(quick_gelu(self.c_fc.forward(x)))
+        let h = quick_gelu(self.c_fc.forward(cast_to_weight(&self.c_fc, x)));
+        self.c_proj.forward(cast_to_weight(&self.c_proj, h))
     }
 }
 
@@ -275,9 +289,25 @@ impl<B: Backend> ResidualBlock<B> {
     ///
     /// # Shapes
     /// - `x`: `[batch * seq, width]` → `[batch * seq, width]`
+    ///
+    /// The residual stream keeps `x`'s dtype; the attention and the MLP run in the dtype of
+    /// the block's weights (half after [`crate::Clip::with_precision`]), entered after each
+    /// LayerNorm and left before each residual addition (see [`crate::precision`]).
     pub fn forward_rows(&self, x: Tensor<B, 2>, batch: usize, causal: bool) -> Tensor<B, 2> {
-        let x = x.clone() + self.attn.forward_rows(self.ln_1.forward(x), batch, causal);
-        x.clone() + self.mlp.forward_rows(self.ln_2.forward(x))
+        let (stream, compute) = (x.dtype(), self.compute_dtype());
+        let attn =
+            self.attn
+                .forward_rows(self.ln_1.forward(x.clone()).cast(compute), batch, causal);
+        let x = x + attn.cast(stream);
+        let mlp = self
+            .mlp
+            .forward_rows(self.ln_2.forward(x.clone()).cast(compute));
+        x + mlp.cast(stream)
+    }
+
+    /// The dtype the block's attention and MLP compute in (its Linear weights').
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.mlp.c_fc.weight.val().dtype().into()
     }
 
     /// The block's output at one position per sequence only (`pooled[i]` of sequence
@@ -288,12 +318,43 @@ impl<B: Backend> ResidualBlock<B> {
     /// - `x`: `[batch * seq, width]`, `pooled`: `batch` positions → `[batch, width]`
     pub fn forward_pooled(&self, x: Tensor<B, 2>, pooled: &[usize], causal: bool) -> Tensor<B, 2> {
         let seq = x.dims()[0] / pooled.len();
+        let (stream, compute) = (x.dtype(), self.compute_dtype());
         let rows = pooled_rows::<B>(pooled, seq, &x.device());
-        let y = x.clone().select(0, rows)
-            + self
-                .attn
-                .forward_pooled(self.ln_1.forward(x), pooled, causal);
-        y.clone() + self.mlp.forward_rows(self.ln_2.forward(y))
+        let attn =
+            self.attn
+                .forward_pooled(self.ln_1.forward(x.clone()).cast(compute), pooled, causal);
+        let y = x.select(0, rows) + attn.cast(stream);
+        let mlp = self
+            .mlp
+            .forward_rows(self.ln_2.forward(y.clone()).cast(compute));
+        y + mlp.cast(stream)
+    }
+}
+
+/// A Linear layer with its weight and bias in `dtype`.
+fn cast_linear<B: Backend>(layer: Linear<B>, dtype: FloatDType) -> Linear<B> {
+    Linear {
+        weight: layer.weight.map(|t| t.cast(dtype)),
+        bias: layer.bias.map(|b| b.map(|t| t.cast(dtype))),
+    }
+}
+
+impl<B: Backend> ResidualBlock<B> {
+    /// The block with its four Linear layers in `dtype` (the LayerNorms keep theirs: they
+    /// normalise in their own precision, see [`crate::precision`]).
+    pub fn cast_weights(self, dtype: FloatDType) -> Self {
+        Self {
+            attn: SelfAttention {
+                in_proj: cast_linear(self.attn.in_proj, dtype),
+                out_proj: cast_linear(self.attn.out_proj, dtype),
+                heads: self.attn.heads,
+            },
+            mlp: Mlp {
+                c_fc: cast_linear(self.mlp.c_fc, dtype),
+                c_proj: cast_linear(self.mlp.c_proj, dtype),
+            },
+            ..self
+        }
     }
 }
 

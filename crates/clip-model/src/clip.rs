@@ -13,7 +13,7 @@ use crate::ops::LayerNorm;
 use crate::text::TextTransformer;
 use crate::vision::VisionTransformer;
 use crate::weights::{read_clip_weights, HostTensor, TensorMap};
-use crate::ClipConfig;
+use crate::{ClipConfig, Precision};
 
 /// CLIP with a ViT image tower. All parameters are created frozen (no gradients).
 #[derive(Module, Debug)]
@@ -147,6 +147,43 @@ impl<B: Backend> Clip<B> {
     pub fn pretrained(spec: &str, device: &B::Device) -> Result<Self> {
         let resolved = crate::resolve_weights(spec)?;
         Ok(Self::from_safetensors(&resolved.weights, device)?.0)
+    }
+
+    /// The model with its towers computing in `precision` (see [`crate::precision`]): for
+    /// `F16`/`Bf16` the embeddings and every block's Linear weights are cast to half and the
+    /// residual streams run in half, while inputs, outputs, LayerNorms, output projections
+    /// and the logit scale keep the loaded (master) precision. `F32` restores the master
+    /// precision. Errors when the backend cannot compute in `precision` on this device.
+    pub fn with_precision(self, precision: Precision) -> Result<Self> {
+        let device = self.device();
+        if !precision.supported::<B>(&device) {
+            return Err(crate::ClipError::UnsupportedPrecision {
+                precision,
+                backend: B::name(&device),
+                hint: "use precision f32, or a backend that computes in half \
+                       (f16: wgpu, cuda, flex; bf16: cuda, flex)",
+            });
+        }
+        let dtype = match precision {
+            Precision::F32 => self.visual.master_dtype(),
+            half => half.float_dtype(),
+        };
+        Ok(Self {
+            visual: self.visual.cast_weights(dtype),
+            text: self.text.cast_weights(dtype),
+            ..self
+        })
+    }
+
+    /// The precision the towers compute in: `F32` when they run at the master precision
+    /// (f32, or f64 on a double-precision backend).
+    pub fn precision(&self) -> Precision {
+        let compute = self.visual.compute_dtype();
+        if compute == self.visual.master_dtype() {
+            Precision::F32
+        } else {
+            Precision::from_dtype(compute.into()).unwrap_or(Precision::F32)
+        }
     }
 
     /// The device the model lives on.

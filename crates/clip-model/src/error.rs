@@ -111,6 +111,16 @@ pub enum ClipError {
     /// Invalid argument to an API.
     #[error("{0}")]
     Invalid(String),
+    /// The backend cannot compute in the requested precision on this device.
+    #[error("precision {precision} is not supported by backend {backend} on this device: {hint}")]
+    UnsupportedPrecision {
+        /// The precision asked for.
+        precision: crate::Precision,
+        /// The backend's name (`Backend::name`).
+        backend: String,
+        /// What to use instead.
+        hint: &'static str,
+    },
 }
 
 /// Result alias for this crate.

@@ -12,6 +12,8 @@ use burn::tensor::Tensor;
 /// Called around each residual block of an encoder; may rewrite the residual stream.
 pub trait BlockHook<B: Backend> {
     /// Called right before block `layer` (0-based) with its input; returns the input to use.
+    /// `x` is in the tower's compute precision (half after
+    /// [`crate::Clip::with_precision`]): cast what you write into it to `x.dtype()`.
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, width]` → same shape
@@ -91,7 +93,11 @@ impl<B: Backend> DeepPrompts<B> {
     pub fn splice(anchor: PromptAnchor, x: Tensor<B, 3>, prompts: Tensor<B, 2>) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         let [n, _] = prompts.dims();
-        let p = prompts.unsqueeze_dim::<3>(0).expand([batch, n, width]);
+        // Prompts are kept in full precision; the stream may be half (`crate::precision`).
+        let p = prompts
+            .cast(x.dtype())
+            .unsqueeze_dim::<3>(0)
+            .expand([batch, n, width]);
         let start = match anchor {
             PromptAnchor::AfterFirst => 1,
             PromptAnchor::End => seq - n,

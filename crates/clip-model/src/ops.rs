@@ -53,7 +53,20 @@ impl<B: Backend> LayerNorm<B> {
     ///
     /// # Shapes
     /// - `x`: `[..., width]` → same shape
+    ///
+    /// Computed in the parameters' precision (f32 when the model runs in half, see
+    /// [`crate::precision`]); the result has `x`'s dtype.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dtype = x.dtype();
+        let master = self.gamma.val().dtype();
+        if dtype == master {
+            return self.normalize(x);
+        }
+        self.normalize(x.cast(master)).cast(dtype)
+    }
+
+    /// [`Self::forward`] with `x` in the parameters' dtype.
+    fn normalize<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         if !B::ad_enabled(&x.device()) {
             // One fused pass where the backend has a kernel (flex), Burn's composition elsewhere.
             return Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm(

@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 use crate::block::{frozen_normal, residual_block, ResidualBlock};
 use crate::hook::BlockHook;
@@ -64,11 +64,45 @@ impl<B: Backend> TextTransformer<B> {
     ///
     /// # Shapes
     /// - `ids`: `[n, seq]` → `[n, seq, width]`
+    ///
+    /// Returned in the tower's master precision (see [`crate::precision`]).
     pub fn embed_tokens(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [n, l] = ids.dims();
         let table = self.token_embedding.val();
         let width = table.dims()[1];
-        table.select(0, ids.reshape([n * l])).reshape([n, l, width])
+        table
+            .select(0, ids.reshape([n * l]))
+            .reshape([n, l, width])
+            .cast(self.master_dtype())
+    }
+
+    /// The dtype the blocks' attention and MLP compute in (f32 unless the model was cast
+    /// to half by [`crate::Clip::with_precision`]).
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.resblocks
+            .first()
+            .map_or_else(|| self.master_dtype(), ResidualBlock::compute_dtype)
+    }
+
+    /// The dtype of the tower's inputs, outputs and residual stream, and of its LayerNorms
+    /// and projection.
+    pub fn master_dtype(&self) -> FloatDType {
+        self.ln_final.gamma.val().dtype().into()
+    }
+
+    /// The tower with its embeddings and block weights in `dtype` (LayerNorms and the
+    /// output projection keep theirs).
+    pub fn cast_weights(self, dtype: FloatDType) -> Self {
+        Self {
+            token_embedding: self.token_embedding.map(|t| t.cast(dtype)),
+            positional_embedding: self.positional_embedding.map(|t| t.cast(dtype)),
+            resblocks: self
+                .resblocks
+                .into_iter()
+                .map(|b| b.cast_weights(dtype))
+                .collect(),
+            ..self
+        }
     }
 
     /// Embeds host-side token rows (`[n][seq]`) on `device`.
@@ -84,6 +118,10 @@ impl<B: Backend> TextTransformer<B> {
     /// cheaper). When `hook` is [`BlockHook::per_sequence`] the sequences are grouped by
     /// length and each group runs to its own length; otherwise the whole batch runs to
     /// the longest one.
+    ///
+    /// `emb` may have any float dtype: the residual stream (what the hook sees) and the
+    /// features are in [`Self::master_dtype`], the blocks' attention and MLP in
+    /// [`Self::compute_dtype`].
     ///
     /// # Shapes
     /// - `emb`: `[n, seq, width]`, `eot`: `n` positions → `[n, embed_dim]`
@@ -140,9 +178,10 @@ impl<B: Backend> TextTransformer<B> {
         hook: &dyn BlockHook<B>,
     ) -> Tensor<B, 2> {
         let [n, seq, width] = emb.dims();
+        let master = self.master_dtype();
         let len = eot.iter().copied().max().map_or(seq, |m| (m + 1).min(seq));
         let pos = self.positional_embedding.val().narrow(0, 0, len);
-        let mut x = emb.narrow(1, 0, len) + pos.unsqueeze_dim::<3>(0);
+        let mut x = emb.narrow(1, 0, len).cast(master) + pos.cast(master).unsqueeze_dim::<3>(0);
         let last = self.resblocks.len().checked_sub(1);
         for (i, block) in self.resblocks.iter().enumerate() {
             let input = hook.before_block(i, x);

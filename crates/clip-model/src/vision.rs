@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 
 use crate::block::{frozen_normal, residual_block, ResidualBlock};
 use crate::hook::BlockHook;
@@ -57,7 +57,13 @@ impl<B: Backend> VisionTransformer<B> {
     ///
     /// # Shapes
     /// - `images`: `[batch, 3, res, res]` → `[batch, 1 + grid^2, width]`
+    ///
+    /// Computed and returned in [`Self::master_dtype`] (see [`crate::precision`]): the
+    /// patch embedding is the base of the residual stream, which half rounding would
+    /// carry through every block.
     pub fn embed(&self, images: Tensor<B, 4>) -> Tensor<B, 3> {
+        let master = self.master_dtype();
+        let images = images.cast(master);
         let [b, c, h, w_img] = images.dims();
         let [width, _, p, _] = self.conv1.dims();
         let (gh, gw) = (h / p, w_img / p);
@@ -67,14 +73,49 @@ impl<B: Backend> VisionTransformer<B> {
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([b * gh * gw, c * p * p]);
         let kernel = self.conv1.val().reshape([width, c * p * p]).transpose();
-        let patches = patches.matmul(kernel).reshape([b, gh * gw, width]);
+        let patches = patches
+            .matmul(kernel)
+            .reshape([b, gh * gw, width])
+            .cast(master);
         let cls = self
             .class_embedding
             .val()
+            .cast(master)
             .reshape([1, 1, width])
             .expand([b, 1, width]);
         let x = Tensor::cat(vec![cls, patches], 1);
-        x + self.positional_embedding.val().unsqueeze_dim::<3>(0)
+        x + self
+            .positional_embedding
+            .val()
+            .cast(master)
+            .unsqueeze_dim::<3>(0)
+    }
+
+    /// The dtype the blocks' attention and MLP compute in (f32 unless the model was cast
+    /// to half by [`crate::Clip::with_precision`]).
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.resblocks
+            .first()
+            .map_or_else(|| self.master_dtype(), ResidualBlock::compute_dtype)
+    }
+
+    /// The dtype of the tower's inputs, outputs and residual stream, and of its LayerNorms
+    /// and projection.
+    pub fn master_dtype(&self) -> FloatDType {
+        self.ln_post.gamma.val().dtype().into()
+    }
+
+    /// The tower with its blocks' Linear weights in `dtype` (the embeddings, LayerNorms and
+    /// the output projection keep theirs).
+    pub fn cast_weights(self, dtype: FloatDType) -> Self {
+        Self {
+            resblocks: self
+                .resblocks
+                .into_iter()
+                .map(|b| b.cast_weights(dtype))
+                .collect(),
+            ..self
+        }
     }
 
     /// Runs `ln_pre`, the blocks (with `hook` around each) and pools the class token:
@@ -82,11 +123,16 @@ impl<B: Backend> VisionTransformer<B> {
     /// [observes outputs](BlockHook::observes_outputs), the last block computes the class
     /// token only.
     ///
+    /// `tokens` may have any float dtype: the residual stream (what the hook sees) and the
+    /// features are in [`Self::master_dtype`], the blocks' attention and MLP in
+    /// [`Self::compute_dtype`].
+    ///
     /// # Shapes
     /// - `tokens`: `[batch, seq, width]` → `[batch, embed_dim]`
     pub fn encode_tokens(&self, tokens: Tensor<B, 3>, hook: &dyn BlockHook<B>) -> Tensor<B, 2> {
         let [b, _, width] = tokens.dims();
-        let mut x = self.ln_pre.forward(tokens);
+        let master = self.master_dtype();
+        let mut x = self.ln_pre.forward(tokens.cast(master));
         let last = self.resblocks.len().checked_sub(1);
         for (i, block) in self.resblocks.iter().enumerate() {
             let input = hook.before_block(i, x);

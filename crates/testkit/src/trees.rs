@@ -97,6 +97,7 @@ pub fn tiny_config() -> RunConfig {
         seeds: vec![1],
         image_size: None,
         train_augment: true,
+        precision: clip_model::Precision::F32,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use clip_model::Precision;
 use maple_prompts::{LrSchedule, MapleConfig, Method, MethodConfig, SgdConfig};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,12 @@ pub struct RunConfig {
     /// trains on the evaluation transform (resize and center crop).
     #[serde(default = "yes")]
     pub train_augment: bool,
+    /// Precision the frozen CLIP computes in: `f32` (default), `f16` or `bf16`. Half runs
+    /// the towers' weights and activations in half behind an f32 boundary; prompts, their
+    /// gradients, the optimizer state and the loss stay f32 (see `clip_model::precision`).
+    /// Needs a backend that computes in it (wgpu, cuda, flex for f16; cuda, flex for bf16).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn yes() -> bool {
@@ -95,6 +102,7 @@ impl RunConfig {
             seeds: vec![1, 2, 3],
             image_size: None,
             train_augment: true,
+            precision: Precision::F32,
         }
     }
 

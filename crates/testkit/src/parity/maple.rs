@@ -44,7 +44,7 @@ pub fn maple_config(fx: &Fixture) -> Result<MapleConfig> {
 }
 
 /// The learner tensors of a fixture file under `prefix` (e.g. `init.param.`), in Burn layout.
-fn learner_tensors(
+pub(super) fn learner_tensors(
     file: &TensorFile,
     prefix: &str,
     names: &[String],
@@ -66,7 +66,10 @@ fn diff(a: &NamedTensor, b: &NamedTensor) -> f64 {
 }
 
 /// Largest absolute difference over all tensors of `ours` against `want` (∞ if a name is missing).
-fn diff_all(ours: &BTreeMap<String, NamedTensor>, want: &BTreeMap<String, NamedTensor>) -> f64 {
+pub(super) fn diff_all(
+    ours: &BTreeMap<String, NamedTensor>,
+    want: &BTreeMap<String, NamedTensor>,
+) -> f64 {
     let mut m: f64 = if ours.len() == want.len() {
         0.0
     } else {
@@ -598,7 +601,7 @@ pub fn maple_checks<B: AutodiffBackend>(
 }
 
 /// A learner holding the fixture's initial parameters.
-fn initial_learner<B: AutodiffBackend>(
+pub(super) fn initial_learner<B: AutodiffBackend>(
     fx: &Fixture,
     cfg: &MapleConfig,
     clip: &Clip<B>,

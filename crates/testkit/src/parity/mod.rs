@@ -17,6 +17,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 
 pub mod maple;
 pub mod methods;
+pub mod precision;
 use burn::tensor::{Tensor, TensorData};
 use clip_model::{BlockHook, Clip, NoHook};
 use serde::Deserialize;

@@ -71,8 +71,25 @@ impl<B: Backend> Backbone<B> {
         config.image_size.unwrap_or(self.config.image_resolution)
     }
 
-    /// Checks that `config` fits this CLIP before anything runs (image side).
+    /// The same backbone computing in `precision` (see [`Clip::with_precision`]); an error
+    /// when the backend cannot.
+    pub fn with_precision(self, precision: clip_model::Precision) -> Result<Self> {
+        Ok(Backbone {
+            clip: self.clip.with_precision(precision)?,
+            ..self
+        })
+    }
+
+    /// Checks that `config` fits this CLIP before anything runs (image side, precision).
     pub fn check(&self, config: &RunConfig) -> Result<()> {
+        if self.clip.precision() != config.precision {
+            return Err(TrainerError::Invalid(format!(
+                "the config asks for precision {} but the loaded CLIP computes in {}: \
+                 call Backbone::with_precision(config.precision) after loading",
+                config.precision,
+                self.clip.precision()
+            )));
+        }
         let size = self.image_size(config);
         let grid = size / self.config.vision_patch_size.max(1);
         if !size.is_multiple_of(self.config.vision_patch_size.max(1))
