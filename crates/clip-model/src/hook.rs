@@ -12,8 +12,8 @@ use burn::tensor::Tensor;
 /// Called around each residual block of an encoder; may rewrite the residual stream.
 pub trait BlockHook<B: Backend> {
     /// Called right before block `layer` (0-based) with its input; returns the input to use.
-    /// `x` is in the tower's compute precision (half after
-    /// [`crate::Clip::with_precision`]): cast what you write into it to `x.dtype()`.
+    /// The residual stream `x` stays in the model's master precision (f32) also when
+    /// [`crate::Clip::with_precision`] runs the blocks in half.
     ///
     /// # Shapes
     /// - `x`: `[batch, seq, width]` → same shape
@@ -93,7 +93,7 @@ impl<B: Backend> DeepPrompts<B> {
     pub fn splice(anchor: PromptAnchor, x: Tensor<B, 3>, prompts: Tensor<B, 2>) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         let [n, _] = prompts.dims();
-        // Prompts are kept in full precision; the stream may be half (`crate::precision`).
+        // The stream is in the master precision; prompts from elsewhere are cast to it.
         let p = prompts
             .cast(x.dtype())
             .unsqueeze_dim::<3>(0)

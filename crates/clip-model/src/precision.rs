@@ -1,20 +1,29 @@
-//! Numeric precision of the frozen CLIP: `f32`, or its weights and activations in half
-//! precision (`f16`, `bf16`) behind an f32 boundary.
+//! Numeric precision of the frozen CLIP: `f32`, or its blocks computing in half precision
+//! (`f16`, `bf16`) behind an f32 boundary, as mixed-precision training does.
 //!
-//! In half precision ([`crate::Clip::with_precision`]) the towers' weights (embeddings,
-//! projections, every Linear of every block) are stored and multiplied in half, and so is
-//! the residual stream. What stays at the model's full precision (f32 as loaded):
+//! In half precision ([`crate::Clip::with_precision`]) every block's four Linear layers
+//! (q/k/v, attention output, MLP up and down: nearly all of CLIP's weights and FLOPs) are
+//! stored and multiplied in half, and so are their inputs and outputs: each LayerNorm's
+//! output is cast to half on its way into the attention or the MLP, and the attention's
+//! and MLP's outputs are cast back before the residual addition. Half weights halve the
+//! memory of CLIP; half activations halve what the backward pass keeps. What stays at the
+//! model's master precision (f32 as loaded):
 //!
+//! - the residual streams, so that each block adds a half-precision *update* to an f32
+//!   stream instead of rounding the whole stream every block (measured on the maple-tiny
+//!   fixture: a half stream made the logit error 1.6× larger: 3.9e-2 against 2.4e-2);
+//! - the patch and token embeddings and positions (the base of the stream), the towers'
+//!   final LayerNorm and output projection, the logit scale, the logits and the loss;
 //! - the boundary: [`crate::VisionTransformer::embed`], [`crate::TextTransformer::embed_rows`]
-//!   and `embed_tokens` return full-precision tensors; `encode_tokens` and
-//!   `encode_embeddings` take them (and [`crate::DeepPrompts`] prompts) at any precision,
-//!   cast them to the model's, and return full-precision features. Prompt learners, their
-//!   parameters, gradients, optimizer state and the loss therefore stay f32 (master
-//!   weights); gradients flow back through the casts;
-//! - the LayerNorms (parameters and arithmetic: half activations are normalised in f32 and
-//!   cast back, as CLIP's own `LayerNorm` does), the attention scores' scaling, mask and
-//!   softmax (probabilities cast back to half for the product with the values), the
-//!   towers' final LayerNorm and output projection, the logit scale and the logits.
+//!   and the features of `encode_tokens`/`encode_embeddings` are f32, and hooks see the
+//!   f32 stream. Prompt learners, their parameters, gradients and optimizer state therefore
+//!   stay f32 (master weights); gradients flow back through the casts;
+//! - the arithmetic of the LayerNorms, and the attention scores: `q k^T` is computed from
+//!   half q and k into f32, scaled, masked and soft-maxed in f32, and only the
+//!   probabilities go back to half for the product with the values.
+//!
+//! Accuracy against the fp32 reference fixture, and why its bound is what it is:
+//! `testkit::parity::precision` and docs/PRECISION.md.
 //!
 //! Half precision needs a backend that computes in it: CubeCL (WGPU with `shaderFloat16`,
 //! CUDA) and flex for f16; CUDA and flex for bf16 (WGSL has no bf16). ndarray has neither;

@@ -41,6 +41,10 @@ pub struct EpochStats {
     pub accuracy: f64,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// Of those, seconds the loop waited for the data loader's next batch (decoding and
+    /// augmentation run ahead on the loader's threads: this is what did not overlap).
+    #[serde(default)]
+    pub data_wait_seconds: f64,
 }
 
 #[cfg(test)]

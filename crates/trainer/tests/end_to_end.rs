@@ -81,6 +81,11 @@ fn base_to_novel_trains_tests_both_halves_and_writes_every_output() {
         (6, 2, 3)
     );
     assert!(train.history.iter().all(|h| h.batches == 3));
+    // The loop times its waits for the loader: part of the epoch, never more.
+    assert!(train
+        .history
+        .iter()
+        .all(|h| h.data_wait_seconds >= 0.0 && h.data_wait_seconds <= h.seconds));
     assert_eq!(
         train.checkpoint.as_deref(),
         Some("checkpoints/learner-epoch3.safetensors")

@@ -198,7 +198,14 @@ where
             lr,
         });
         let (mut loss_sum, mut correct, mut seen, mut steps) = (0.0f64, 0usize, 0usize, 0usize);
-        for (i, batch) in data.epoch(epoch).enumerate() {
+        let mut waited = 0.0f64;
+        let mut loader = data.epoch(epoch).enumerate();
+        loop {
+            let asked = Instant::now();
+            let Some((i, batch)) = loader.next() else {
+                break;
+            };
+            waited += asked.elapsed().as_secs_f64();
             let batch = batch?;
             let images = images_tensor::<B>(&batch, &device);
             let step = model
@@ -227,7 +234,15 @@ where
             mean_loss: loss_sum / steps.max(1) as f64,
             accuracy: 100.0 * correct as f64 / seen.max(1) as f64,
             seconds: began.elapsed().as_secs_f64(),
+            data_wait_seconds: waited,
         };
+        log::info!(
+            "epoch {}/{epochs}: {:.2} s, of which {:.3} s ({:.1}%) waiting for data",
+            epoch + 1,
+            stats.seconds,
+            waited,
+            100.0 * waited / stats.seconds.max(f64::MIN_POSITIVE)
+        );
         history.push(stats.clone());
         if let Some(dir) = request.checkpoint_dir {
             let path = dir.join(checkpoint_name(epoch + 1));
