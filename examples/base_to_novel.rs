@@ -66,6 +66,9 @@ struct Args {
     /// Device index (GPU backends).
     #[arg(long, default_value_t = 0)]
     device: usize,
+    /// Precision of the frozen CLIP: f32, f16 (wgpu, cuda, flex) or bf16 (cuda, flex).
+    #[arg(long, default_value = "f32")]
+    precision: maple_burn::clip_model::Precision,
 }
 
 /// A method of the comparison: a learner, or zero-shot CLIP.
@@ -111,7 +114,8 @@ fn main() -> Result<()> {
     });
     let backbone = Backbone::<TrainBackend>::load(&weights, &device).with_context(|| {
         format!("loading CLIP weights {weights:?} (the toy CLIP is made by `cargo xtask pretrain-toy-clip`)")
-    })?;
+    })?
+    .with_precision(args.precision)?;
     let tmp = tempfile::tempdir()?;
     let out = args.output_dir.clone().unwrap_or_else(|| {
         if procedural {
@@ -170,6 +174,7 @@ fn main() -> Result<()> {
                 if let Some(s) = &args.seeds {
                     config.seeds = s.clone();
                 }
+                config.precision = args.precision;
                 config.validate()?;
                 backbone.check(&config)?;
                 settings.push(format!(

@@ -156,7 +156,9 @@ pub fn run(args: Args) -> Result<bool> {
             run.seconds,
             run.memory
                 .map(|m| format!(
-                    ", device memory reserved {:.1} MiB",
+                    ", device memory in use after the run {:.1} MiB, pool reserved so far \
+                     {:.1} MiB",
+                    m.in_use as f64 / 1048576.0,
                     m.reserved as f64 / 1048576.0
                 ))
                 .unwrap_or_default()
@@ -182,10 +184,12 @@ pub fn run(args: Args) -> Result<bool> {
                  time x{:.2}{}",
                 if close { "ok" } else { "FAILED" },
                 run.seconds / full.seconds,
+                // The pool keeps what an earlier run reserved, so compare what stays in
+                // use (CLIP's weights, the learner, cached tensors).
                 match (run.memory, full.memory) {
-                    (Some(a), Some(b)) if b.reserved > 0 => format!(
-                        ", device memory x{:.2}",
-                        a.reserved as f64 / b.reserved as f64
+                    (Some(a), Some(b)) if b.in_use > 0 => format!(
+                        ", device memory in use x{:.2}",
+                        a.in_use as f64 / b.in_use as f64
                     ),
                     _ => String::new(),
                 }

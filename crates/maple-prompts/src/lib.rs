@@ -59,5 +59,5 @@ pub use learner::{no_deep, ClassTokens, PromptLearner, TextPrompts, VisionPrompt
 pub use maple::{Maple, MapleConfig};
 pub use method::{AnyLearner, Method, MethodConfig};
 pub use optim::{LrSchedule, Sgd, SgdConfig};
-pub use prompted::{cross_entropy, predictions, PromptedClip, StepOutput};
+pub use prompted::{cross_entropy, predictions, PromptedClip, StepOutput, F16_LOSS_SCALE};
 pub use vpt::{Vpt, VptConfig};

@@ -60,11 +60,28 @@ impl<B: Backend> Sgd<B> {
         AB: AutodiffBackend<InnerBackend = B>,
         M: AutodiffModule<AB>,
     {
+        self.step_scaled::<AB, M>(lr, module, grads, 1.0)
+    }
+
+    /// [`Self::step`] with every gradient multiplied by `unscale` first (`1 / loss scale`
+    /// of a loss-scaled backward pass, see `PromptedClip::scaled_backward`).
+    pub fn step_scaled<AB, M>(
+        &mut self,
+        lr: f64,
+        module: M,
+        grads: &AB::Gradients,
+        unscale: f64,
+    ) -> M
+    where
+        AB: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<AB>,
+    {
         let mut mapper = StepMapper::<AB> {
             path: ParamPath::default(),
             grads,
             sgd: self,
             lr,
+            unscale,
         };
         module.map(&mut mapper)
     }
@@ -75,6 +92,7 @@ struct StepMapper<'a, AB: AutodiffBackend> {
     grads: &'a AB::Gradients,
     sgd: &'a mut Sgd<AB::InnerBackend>,
     lr: f64,
+    unscale: f64,
 }
 
 impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
@@ -104,6 +122,11 @@ impl<AB: AutodiffBackend> ModuleMapper<AB> for StepMapper<'_, AB> {
         let p = tensor.inner();
         let shape = p.dims();
         let numel = shape.iter().product::<usize>();
+        let grad = if self.unscale == 1.0 {
+            grad
+        } else {
+            grad * self.unscale
+        };
         let d = grad + p.clone() * weight_decay;
         let buf = match self.sgd.buffers.get(&name) {
             Some(b) => b.clone().reshape(shape) * momentum + d,

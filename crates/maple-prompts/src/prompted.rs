@@ -212,11 +212,11 @@ where
             });
         }
         let device = images.device();
-        let logits = self.forward(images, classes)?;
+        let logits = self.forward(images.clone(), classes)?;
         let predictions = predictions(logits.clone().inner());
         let targets: Vec<i64> = labels.iter().map(|&y| y as i64).collect();
         let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(targets, [batch]), &device);
-        let loss = cross_entropy(logits, targets);
+        let loss = cross_entropy(logits, targets.clone());
         let value: f64 = loss.clone().into_scalar().elem();
         if !value.is_finite() {
             return Err(MapleError::NonFinite {
@@ -224,12 +224,47 @@ where
                 value,
             });
         }
-        let grads = loss.backward();
-        self.learner = optim.step::<B, _>(lr, self.learner.clone(), &grads);
+        let (grads, scale) = self.scaled_backward(loss, || {
+            Ok(cross_entropy(
+                self.forward(images.clone(), classes)?,
+                targets.clone(),
+            ))
+        })?;
+        self.learner = optim.step_scaled::<B, _>(lr, self.learner.clone(), &grads, 1.0 / scale);
         Ok(StepOutput {
             loss: value,
             predictions,
         })
+    }
+
+    /// Backward pass of `loss` with loss scaling in f16: the loss is multiplied by
+    /// [`F16_LOSS_SCALE`] so that the half-precision gradients inside CLIP's blocks stay
+    /// clear of f16's subnormal range (below 6.1e-5, where they lose relative precision);
+    /// if a learner gradient overflows to inf/NaN the scale is halved and the loss
+    /// recomputed by `recompute`, down to 1. Returns the gradients and the scale they carry
+    /// (divide by it: [`Sgd::step_scaled`]); 1 for f32 and bf16 (bf16 has f32's range).
+    ///
+    /// # Errors
+    /// Whatever `recompute` returns.
+    pub fn scaled_backward(
+        &self,
+        loss: Tensor<B, 1>,
+        mut recompute: impl FnMut() -> Result<Tensor<B, 1>>,
+    ) -> Result<(B::Gradients, f64)> {
+        if self.clip.precision() != clip_model::Precision::F16 {
+            return Ok((loss.backward(), 1.0));
+        }
+        let mut scale = F16_LOSS_SCALE;
+        let mut loss = loss;
+        loop {
+            let grads = (loss * scale).backward();
+            if scale <= 1.0 || gradients_finite(&self.learner, &grads) {
+                return Ok((grads, scale));
+            }
+            log::debug!("f16 gradients overflowed at loss scale {scale}: halving it");
+            scale /= 2.0;
+            loss = recompute()?;
+        }
     }
 
     /// The same model without autodiff, for evaluation (shares the weights).
@@ -239,6 +274,29 @@ where
             learner: self.learner.valid(),
         }
     }
+}
+
+/// Loss scale of f16 training (a power of two: scaling and unscaling are exact).
+pub const F16_LOSS_SCALE: f64 = 1024.0;
+
+/// Whether every gradient of `module`'s trainable parameters in `grads` is finite.
+fn gradients_finite<B: AutodiffBackend, M: burn::module::Module<B>>(
+    module: &M,
+    grads: &B::Gradients,
+) -> bool {
+    struct V<'a, B: AutodiffBackend>(bool, &'a B::Gradients);
+    impl<B: AutodiffBackend> burn::module::ModuleVisitor<B> for V<'_, B> {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<B, D>>) {
+            if let Some(g) = p.val().grad(self.1) {
+                // x - x is 0 for finite x and NaN for inf or NaN.
+                let probe: f64 = (g.clone() - g).sum().into_scalar().elem();
+                self.0 &= probe == 0.0;
+            }
+        }
+    }
+    let mut v = V::<B>(true, grads);
+    module.visit(&mut v);
+    v.0
 }
 
 /// Mean cross-entropy of logits against integer labels.

@@ -5,8 +5,9 @@
 //! What is checked, as `bench/torch_maple.py --check-fixture DIR --precision fp16|bf16`
 //! measures the reference: the logits at the initial parameters (absolute), then three
 //! free-running SGD steps on the fixture's batch: each step's gradients (relative to the
-//! step's largest reference gradient) and the parameters after it (absolute). Also that
-//! the prompt parameters stay f32 (master weights) while CLIP's blocks run in half.
+//! step's largest reference gradient) and the parameters after it (absolute), with the
+//! training step's loss-scaled backward pass. Also that the prompt parameters stay f32
+//! (master weights) while CLIP's blocks run in half.
 
 use anyhow::{anyhow, Result};
 use burn::tensor::backend::AutodiffBackend;
@@ -118,10 +119,19 @@ pub fn precision_checks<B: AutodiffBackend>(
         .count();
     let mut not_f32 = 0usize;
     for k in 1..=n_steps {
+        // The training step's own backward pass: loss-scaled in f16 (`scaled_backward`).
         let loss = cross_entropy(model.forward(images.clone(), &classes)?, label_t.clone());
-        let grads = loss.backward();
+        let (grads, scale) = model.scaled_backward(loss, || {
+            Ok(cross_entropy(
+                model.forward(images.clone(), &classes)?,
+                label_t.clone(),
+            ))
+        })?;
         not_f32 = not_f32.max(not_f32_params(&model.learner, &grads));
-        let g = to_reference_layout(&named_grads(&model.learner, &grads));
+        let mut g = to_reference_layout(&named_grads(&model.learner, &grads));
+        for t in g.values_mut() {
+            t.data.iter_mut().for_each(|x| *x /= scale as f32);
+        }
         let mut gmax = 0.0f64;
         let mut err = 0.0f64;
         for name in &trainable {
@@ -137,7 +147,7 @@ pub fn precision_checks<B: AutodiffBackend>(
             err / gmax.max(f64::MIN_POSITIVE),
             bounds.grad_rel_to_max,
         );
-        model.learner = sgd.step::<B, _>(lr, model.learner, &grads);
+        model.learner = sgd.step_scaled::<B, _>(lr, model.learner, &grads, 1.0 / scale);
         let want = learner_tensors(&steps, &format!("step{k}.param."), &trainable)?;
         push(
             &mut out,
