@@ -1,13 +1,16 @@
 //! Materialising tensors: strided views of raw storage bytes gathered into dense row-major
 //! data, after checking that the view lies inside its storage and within the element limits.
 
+use clip_model::HostTensor;
+
 use super::value::{TensorMeta, TorchDtype};
 
 /// Most elements one materialised tensor may have (1 GiB of `f32`; guards against hostile
 /// shapes, e.g. a huge size with stride 0 on a one-element storage).
 pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
 
-/// A dense row-major tensor read from a checkpoint.
+/// A dense row-major tensor read from a checkpoint: a [`HostTensor`] plus the dtype of
+/// the storage it came from ([`TorchTensor::into_host`] drops the dtype).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TorchTensor {
     /// Size of each dimension (empty for a scalar).
@@ -23,6 +26,11 @@ impl TorchTensor {
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.data.len()
+    }
+
+    /// The shape and values, without the storage dtype.
+    pub fn into_host(self) -> HostTensor {
+        HostTensor::new(self.shape, self.data)
     }
 }
 
