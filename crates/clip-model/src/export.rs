@@ -338,4 +338,20 @@ mod tests {
             "{file} bytes for {params} f16 parameters"
         );
     }
+
+    #[test]
+    fn from_shapes_recovers_the_config_and_names_a_missing_tensor() {
+        let config = ClipConfig::new(32, 16, 2, 64, 1, 8, 77, 300, 64, 1, 2);
+        let clip = Clip::<B>::init(&config, &Default::default());
+        let tensors = openai_tensors(&clip).expect("export");
+        let shape = |k: &str| tensors.get(k).map(|t| t.shape.clone());
+        assert_eq!(ClipConfig::from_shapes(shape), Ok(config));
+        let without = |k: &str| (k != "visual.conv1.weight").then(|| shape(k)).flatten();
+        match ClipConfig::from_shapes(without) {
+            Err(crate::config::ShapeProblem::Missing { key, .. }) => {
+                assert_eq!(key, "visual.conv1.weight")
+            }
+            other => panic!("expected the missing conv1 weight, got {other:?}"),
+        }
+    }
 }
