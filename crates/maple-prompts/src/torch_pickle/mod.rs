@@ -136,9 +136,9 @@ pub enum TorchReadError {
         path: PathBuf,
         /// The storage key (the record `<prefix>/data/<key>`).
         key: String,
-        /// What went wrong.
+        /// What went wrong (boxed: it names shapes, and keeps every `Result` small).
         #[source]
-        problem: StorageProblem,
+        problem: Box<StorageProblem>,
     },
     /// The pickle parsed, but its objects are not laid out as a checkpoint (no state dict, a
     /// non-tensor entry in the state dict, a malformed optimizer state, ...).
@@ -251,7 +251,7 @@ impl TorchCheckpoint {
         TorchReadError::Storage {
             path: self.path.clone(),
             key: meta.storage.key.clone(),
-            problem,
+            problem: Box::new(problem),
         }
     }
 
@@ -377,7 +377,7 @@ pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint, TorchReadEr
         return Err(TorchReadError::Storage {
             path: path.to_path_buf(),
             key,
-            problem,
+            problem: Box::new(problem),
         });
     }
     let mut storages = HashMap::with_capacity(sizes.len());
