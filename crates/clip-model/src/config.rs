@@ -67,16 +67,17 @@ impl ClipConfig {
     /// Infers the configuration from tensor shapes in OpenAI naming, as
     /// `clip.build_model` does. `shape` returns the shape of a tensor or `None`.
     ///
-    /// Returns a description naming the first tensor that is missing or malformed on failure;
-    /// [`ClipConfig::infer`] gives the same as a structured [`ShapeProblem`].
-    pub fn from_shapes(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
+    /// # Errors
+    /// The first tensor that is missing or malformed, as [`ShapeProblem`] (the same checks
+    /// as [`ClipConfig::infer`], which reads the layer counts from the full key list).
+    pub fn from_shapes(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self, ShapeProblem> {
         // Without the key list, layers are the consecutive `.{i}.attn.in_proj_weight` found.
         let layers = |prefix: &str| {
             (0..)
                 .take_while(|i| shape(&format!("{prefix}.{i}.attn.in_proj_weight")).is_some())
                 .count()
         };
-        Self::infer_with(&shape, &layers).map_err(|p| p.to_string())
+        Self::infer_with(&shape, &layers)
     }
 
     /// Infers the configuration from the shapes of all tensors of a weights file in OpenAI
@@ -397,3 +398,5 @@ impl std::fmt::Display for ShapeProblem {
         }
     }
 }
+
+impl std::error::Error for ShapeProblem {}

@@ -19,8 +19,8 @@ use safetensors::Dtype;
 use crate::block::ResidualBlock;
 use crate::clip::Clip;
 use crate::error::{ClipError, Result};
+use crate::host::HostTensor;
 use crate::ops::LayerNorm;
-use crate::weights::HostTensor;
 
 /// The element type written to the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub fn openai_tensors<B: Backend>(clip: &Clip<B>) -> Result<BTreeMap<String, Hos
     out.layer_norm("ln_final", &t.ln_final)?;
     out.param("text_projection", &t.text_projection);
 
-    let mut scale = host(clip.logit_scale.val());
+    let mut scale = HostTensor::from_tensor(clip.logit_scale.val());
     scale.shape.clear();
     out.0.insert("logit_scale".into(), scale);
     Ok(out.0)
@@ -120,22 +120,13 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
 }
 
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> HostTensor {
-    let shape = t.dims().to_vec();
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .unwrap_or_else(|e| panic!("a float tensor converted to f32 reads back as f32: {e:?}"));
-    HostTensor { shape, data }
-}
-
 #[derive(Default)]
 struct Writer(BTreeMap<String, HostTensor>);
 
 impl Writer {
     fn param<B: Backend, const D: usize>(&mut self, key: &str, p: &Param<Tensor<B, D>>) {
-        self.0.insert(key.to_string(), host(p.val()));
+        self.0
+            .insert(key.to_string(), HostTensor::from_tensor(p.val()));
     }
 
     /// A Burn `Linear` (`[in, out]`) as PyTorch's `weight` `[out, in]` and `bias`.
@@ -148,7 +139,7 @@ impl Writer {
     ) -> Result<()> {
         self.0.insert(
             format!("{prefix}.{weight_key}"),
-            host(l.weight.val()).transposed(),
+            HostTensor::from_tensor(l.weight.val()).transposed(),
         );
         let bias = l
             .bias
@@ -199,10 +190,7 @@ struct Bytes {
 impl Bytes {
     fn encode(t: HostTensor, dtype: ExportDtype) -> Self {
         let (dtype, data) = match dtype {
-            ExportDtype::F32 => (
-                Dtype::F32,
-                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ),
+            ExportDtype::F32 => (Dtype::F32, t.to_le_bytes()),
             ExportDtype::F16 => (
                 Dtype::F16,
                 t.data
@@ -349,5 +337,21 @@ mod tests {
             (file as usize) < params * 2 + 64 * 1024,
             "{file} bytes for {params} f16 parameters"
         );
+    }
+
+    #[test]
+    fn from_shapes_recovers_the_config_and_names_a_missing_tensor() {
+        let config = ClipConfig::new(32, 16, 2, 64, 1, 8, 77, 300, 64, 1, 2);
+        let clip = Clip::<B>::init(&config, &Default::default());
+        let tensors = openai_tensors(&clip).expect("export");
+        let shape = |k: &str| tensors.get(k).map(|t| t.shape.clone());
+        assert_eq!(ClipConfig::from_shapes(shape), Ok(config));
+        let without = |k: &str| (k != "visual.conv1.weight").then(|| shape(k)).flatten();
+        match ClipConfig::from_shapes(without) {
+            Err(crate::config::ShapeProblem::Missing { key, .. }) => {
+                assert_eq!(key, "visual.conv1.weight")
+            }
+            other => panic!("expected the missing conv1 weight, got {other:?}"),
+        }
     }
 }

@@ -234,32 +234,38 @@ pub fn resolve_hub(spec: &str, cache_dir: &Path, offline: bool) -> Result<Resolv
             WEIGHT_FILE_NAMES
         )));
     }
-    download(repo, cache_dir)
-        .map(|weights| ResolvedWeights { weights, origin })
-        .map_err(hub_err)
+    download(spec, repo, cache_dir).map(|weights| ResolvedWeights { weights, origin })
 }
 
-/// Downloads the weights file of `repo` into the cache (the `hub` feature).
+/// Downloads the weights file of `repo` into the cache (the `hub` feature); errors are
+/// [`ClipError::Hub`] naming `spec`.
 #[cfg(feature = "hub")]
-fn download(repo: hf_hub::Repo, cache_dir: &Path) -> std::result::Result<PathBuf, String> {
+fn download(spec: &str, repo: hf_hub::Repo, cache_dir: &Path) -> Result<PathBuf> {
+    let hub_err = |message: String| ClipError::Hub {
+        repo: spec.to_string(),
+        message,
+    };
     let api =
         hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache_dir.to_path_buf()))
             .with_progress(true)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| hub_err(format!("cannot start the hub client: {e}")))?;
     api.repo(repo)
         .get(WEIGHT_FILE_NAMES[0])
-        .map_err(|e| format!("download of {} failed: {e}", WEIGHT_FILE_NAMES[0]))
+        .map_err(|e| hub_err(format!("download of {} failed: {e}", WEIGHT_FILE_NAMES[0])))
 }
 
 /// Without the `hub` feature nothing is downloaded: only the local cache is read.
 #[cfg(not(feature = "hub"))]
-fn download(_repo: hf_hub::Repo, cache_dir: &Path) -> std::result::Result<PathBuf, String> {
-    Err(format!(
-        "not in the local cache {} and this build cannot download (enable the `hub` cargo \
-         feature, or pass a local file)",
-        cache_dir.display()
-    ))
+fn download(spec: &str, _repo: hf_hub::Repo, cache_dir: &Path) -> Result<PathBuf> {
+    Err(ClipError::Hub {
+        repo: spec.to_string(),
+        message: format!(
+            "not in the local cache {} and this build cannot download (enable the `hub` cargo \
+             feature, or pass a local file)",
+            cache_dir.display()
+        ),
+    })
 }
 
 #[cfg(test)]

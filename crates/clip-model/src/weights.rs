@@ -11,33 +11,8 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{ClipError, Result};
-
-/// A host-side f32 tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostTensor {
-    /// Shape (empty for a scalar).
-    pub shape: Vec<usize>,
-    /// Row-major values.
-    pub data: Vec<f32>,
-}
-
-impl HostTensor {
-    /// Transposes a 2-D tensor.
-    pub fn transposed(&self) -> HostTensor {
-        assert_eq!(self.shape.len(), 2, "transpose of a non-matrix");
-        let (r, c) = (self.shape[0], self.shape[1]);
-        let mut data = vec![0.0; r * c];
-        for i in 0..r {
-            for j in 0..c {
-                data[j * r + i] = self.data[i * c + j];
-            }
-        }
-        HostTensor {
-            shape: vec![c, r],
-            data,
-        }
-    }
-}
+// Re-exported inside the crate so `crate::weights::HostTensor` keeps working.
+pub(crate) use crate::host::HostTensor;
 
 /// Which key convention a weights file uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +106,8 @@ pub fn read_safetensors_bytes(
             continue;
         }
         let data = to_f32(path, &key, &view)?;
-        if let Some((index, &value)) = data.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        let t = HostTensor::new(view.shape().to_vec(), data);
+        if let Some((index, value)) = t.first_non_finite() {
             return Err(ClipError::NonFinite {
                 path: path.to_path_buf(),
                 key,
@@ -139,13 +115,7 @@ pub fn read_safetensors_bytes(
                 value,
             });
         }
-        out.insert(
-            key,
-            HostTensor {
-                shape: view.shape().to_vec(),
-                data,
-            },
-        );
+        out.insert(key, t);
     }
     Ok(out)
 }

@@ -12,7 +12,8 @@ use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
+use clip_model::HostTensor;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -26,20 +27,11 @@ use crate::torch_pickle::read_torch_checkpoint;
 /// Value of the `format` metadata entry of our checkpoints.
 pub const FORMAT: &str = "maple-burn/learner-checkpoint/v1";
 
-/// A host-side named tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedTensor {
-    /// Shape.
-    pub shape: Vec<usize>,
-    /// Row-major values.
-    pub data: Vec<f32>,
-}
-
 /// Every float parameter of a module by path (`proj.weight`, `compound_prompts_text.0`, ...).
-pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, NamedTensor> {
+pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, HostTensor> {
     struct V {
         path: ParamPath,
-        out: BTreeMap<String, NamedTensor>,
+        out: BTreeMap<String, HostTensor>,
     }
     impl<B: Backend> ModuleVisitor<B> for V {
         fn enter_module(&mut self, name: &str, container: &str) {
@@ -49,11 +41,8 @@ pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Na
             self.path.exit(container);
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let data = param.val().into_data().convert::<f32>();
-            let shape = data.shape.to_vec();
-            let data = data.to_vec::<f32>().expect("f32 data");
             self.out
-                .insert(self.path.current(), NamedTensor { shape, data });
+                .insert(self.path.current(), HostTensor::from_tensor(param.val()));
         }
     }
     let mut v = V {
@@ -70,12 +59,12 @@ pub fn named_params<B: Backend, M: Module<B>>(module: &M) -> BTreeMap<String, Na
 /// Parameters keep their ids and their `require_grad` flag.
 pub fn load_named<B: Backend, M: Module<B>>(
     module: M,
-    values: &BTreeMap<String, NamedTensor>,
+    values: &BTreeMap<String, HostTensor>,
     source: &Path,
 ) -> Result<M> {
     struct L<'a> {
         path: ParamPath,
-        values: &'a BTreeMap<String, NamedTensor>,
+        values: &'a BTreeMap<String, HostTensor>,
         used: Vec<String>,
         error: Option<String>,
     }
@@ -91,12 +80,11 @@ pub fn load_named<B: Backend, M: Module<B>>(
             let (id, tensor, mapper): (ParamId, _, _) = param.consume();
             let shape = tensor.dims().to_vec();
             match self.values.get(&name) {
-                Some(t) if t.shape == shape && t.data.iter().any(|x| !x.is_finite()) => {
-                    let bad = t.data.iter().find(|x| !x.is_finite()).copied();
+                Some(t) if t.shape == shape && t.first_non_finite().is_some() => {
+                    let bad = t.first_non_finite().map_or(f32::NAN, |(_, v)| v);
                     self.error.get_or_insert_with(|| {
                         format!(
-                            "tensor `{name}` holds a non-finite value ({}): refusing to load it",
-                            bad.unwrap_or(f32::NAN)
+                            "tensor `{name}` holds a non-finite value ({bad}): refusing to load it"
                         )
                     });
                     Param::from_mapped_value(id, tensor, mapper)
@@ -104,10 +92,7 @@ pub fn load_named<B: Backend, M: Module<B>>(
                 Some(t) if t.shape == shape => {
                     self.used.push(name);
                     let grad = tensor.is_require_grad();
-                    let new = Tensor::from_data(
-                        TensorData::new(t.data.clone(), t.shape.clone()),
-                        &tensor.device(),
-                    );
+                    let new = t.to_tensor::<B, D>(&tensor.device());
                     let new = if grad { new.require_grad() } else { new };
                     Param::from_mapped_value(id, new, mapper)
                 }
@@ -157,7 +142,7 @@ pub struct CheckpointState {
     /// Class names the learner was trained with, in label order.
     pub class_names: Vec<String>,
     /// Momentum buffers by parameter path (flattened).
-    pub momentum: BTreeMap<String, NamedTensor>,
+    pub momentum: BTreeMap<String, HostTensor>,
     /// Free-form caller data (e.g. RNG state, run settings).
     pub extra: serde_json::Value,
 }
@@ -196,7 +181,7 @@ pub fn save_checkpoint<B: Backend, M: Module<B>>(
     state: &CheckpointState,
 ) -> Result<()> {
     let params = named_params::<B, M>(learner);
-    let mut tensors: Vec<(String, NamedTensor)> = params
+    let mut tensors: Vec<(String, HostTensor)> = params
         .into_iter()
         .map(|(k, v)| (format!("param.{k}"), v))
         .collect();
@@ -209,11 +194,8 @@ pub fn save_checkpoint<B: Backend, M: Module<B>>(
     let bytes_of: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
         .map(|(k, t)| {
-            (
-                k,
-                t.shape,
-                t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
+            let bytes = t.to_le_bytes();
+            (k, t.shape, bytes)
         })
         .collect();
     let views: Vec<(String, TensorView<'_>)> = bytes_of
@@ -270,14 +252,13 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
                 view.dtype()
             )));
         }
-        let t = NamedTensor {
-            shape: view.shape().to_vec(),
-            data: view
-                .data()
+        let t = HostTensor::new(
+            view.shape().to_vec(),
+            view.data()
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
-        };
+        );
         if let Some(k) = key.strip_prefix("param.") {
             params.insert(k.to_string(), t);
         } else if let Some(k) = key.strip_prefix("momentum.") {
@@ -314,11 +295,11 @@ pub fn load_checkpoint<B: Backend, M: Module<B>>(
 pub fn named_grads<AB: burn::tensor::backend::AutodiffBackend, M: Module<AB>>(
     module: &M,
     grads: &AB::Gradients,
-) -> BTreeMap<String, NamedTensor> {
+) -> BTreeMap<String, HostTensor> {
     struct V<'a, AB: burn::tensor::backend::AutodiffBackend> {
         path: ParamPath,
         grads: &'a AB::Gradients,
-        out: BTreeMap<String, NamedTensor>,
+        out: BTreeMap<String, HostTensor>,
     }
     impl<AB: burn::tensor::backend::AutodiffBackend> ModuleVisitor<AB> for V<'_, AB> {
         fn enter_module(&mut self, name: &str, container: &str) {
@@ -329,11 +310,8 @@ pub fn named_grads<AB: burn::tensor::backend::AutodiffBackend, M: Module<AB>>(
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AB, D>>) {
             if let Some(g) = param.val().grad(self.grads) {
-                let data = g.into_data().convert::<f32>();
-                let shape = data.shape.to_vec();
-                let data = data.to_vec::<f32>().expect("f32 data");
                 self.out
-                    .insert(self.path.current(), NamedTensor { shape, data });
+                    .insert(self.path.current(), HostTensor::from_tensor(g));
             }
         }
     }
@@ -350,9 +328,7 @@ pub fn named_grads<AB: burn::tensor::backend::AutodiffBackend, M: Module<AB>>(
 /// any method: [`crate::reference_names::to_official_tensors`]): the `prompt_learner.`
 /// prefix is added and every 2-D `*.weight` (a `Linear`, stored
 /// `[in, out]` by Burn and `[out, in]` by PyTorch) is transposed.
-pub fn to_reference_layout(
-    params: &BTreeMap<String, NamedTensor>,
-) -> BTreeMap<String, NamedTensor> {
+pub fn to_reference_layout(params: &BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTensor> {
     params
         .iter()
         .map(|(k, t)| (format!("prompt_learner.{k}"), relayout(k, t)))
@@ -361,27 +337,19 @@ pub fn to_reference_layout(
 
 /// Inverse of [`to_reference_layout`] for names without the `prompt_learner.` prefix.
 pub fn from_reference_layout(
-    params: &BTreeMap<String, NamedTensor>,
-) -> BTreeMap<String, NamedTensor> {
+    params: &BTreeMap<String, HostTensor>,
+) -> BTreeMap<String, HostTensor> {
     params
         .iter()
         .map(|(k, t)| (k.clone(), relayout(k, t)))
         .collect()
 }
 
-fn relayout(key: &str, t: &NamedTensor) -> NamedTensor {
+fn relayout(key: &str, t: &HostTensor) -> HostTensor {
     if !(key.ends_with(".weight") && t.shape.len() == 2) {
         return t.clone();
     }
-    let host = clip_model::HostTensor {
-        shape: t.shape.clone(),
-        data: t.data.clone(),
-    };
-    let out = host.transposed();
-    NamedTensor {
-        shape: out.shape,
-        data: out.data,
-    }
+    t.transposed()
 }
 
 /// A reference checkpoint's learner tensors, method and epoch.
@@ -392,7 +360,7 @@ pub struct ReferenceCheckpoint {
     /// The learner tensors under our parameter paths (see [`crate::reference_names`]), in
     /// Burn layout (Linear weights transposed to `[in, out]`); without the class-dependent
     /// `token_prefix`/`token_suffix` and without frozen CLIP weights.
-    pub params: BTreeMap<String, NamedTensor>,
+    pub params: BTreeMap<String, HostTensor>,
     /// The `epoch` entry, when present.
     pub epoch: Option<i64>,
 }
@@ -577,18 +545,10 @@ pub fn read_reference_checkpoint(path: &Path) -> Result<ReferenceCheckpoint> {
             ),
         }
     })?;
-    let named: Vec<(String, NamedTensor)> = ckpt
+    let named: Vec<(String, HostTensor)> = ckpt
         .state_dict
         .into_iter()
-        .map(|(n, t)| {
-            (
-                n,
-                NamedTensor {
-                    shape: t.shape,
-                    data: t.data,
-                },
-            )
-        })
+        .map(|(n, t)| (n, t.into_host()))
         .collect();
     let params = from_official(method, named.iter().map(|(n, t)| (n.as_str(), t)), path)?;
     Ok(ReferenceCheckpoint {

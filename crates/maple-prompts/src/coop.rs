@@ -319,16 +319,12 @@ mod tests {
     use super::*;
     use crate::testing::{tiny_clip, Tb};
     use crate::{MethodConfig, PromptedClip};
+    use clip_model::HostTensor;
 
     fn names() -> Vec<String> {
         ["cat", "golden retriever", "sea lake", "a b c d"]
             .map(String::from)
             .to_vec()
-    }
-
-    fn host(t: Tensor<Tb, 3>) -> (Vec<usize>, Vec<f32>) {
-        let d = t.into_data();
-        (d.shape.to_vec(), d.to_vec().unwrap())
     }
 
     #[test]
@@ -408,12 +404,16 @@ mod tests {
                     .with_class_token_position(position);
                 let l = CoOp::new(&cfg, &clip, &tok, 4).unwrap();
                 let classes = ClassTokens::new(&clip, &tok, l.prompt_prefix(), &names()).unwrap();
-                let (shape, got) = host(l.prompts(&classes).unwrap());
-                let (eshape, emb) = host(classes.embeddings.clone());
+                let HostTensor { shape, data: got } =
+                    HostTensor::from_tensor(l.prompts(&classes).unwrap());
+                let HostTensor {
+                    shape: eshape,
+                    data: emb,
+                } = HostTensor::from_tensor(classes.embeddings.clone());
                 assert_eq!(shape, eshape);
                 let (len, w) = (shape[1], shape[2]);
                 let ctx = l.per_class(4).unwrap();
-                let (_, ctx) = host(ctx);
+                let ctx = HostTensor::from_tensor(ctx).data;
                 for (c, &k) in classes.name_lens.iter().enumerate() {
                     let row = |v: &[f32], i: usize, r: usize, l: usize| {
                         v[(i * l + r) * w..(i * l + r + 1) * w].to_vec()

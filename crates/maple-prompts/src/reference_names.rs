@@ -19,9 +19,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::checkpoint::NamedTensor;
 use crate::error::{MapleError, Result};
 use crate::method::Method;
+use clip_model::HostTensor;
 
 /// How one official tensor name maps to one parameter path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,16 +212,8 @@ pub fn detect_method<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Met
 }
 
 /// Transposes a 2-D tensor (`Linear` weights between PyTorch and Burn layouts).
-fn transposed(t: &NamedTensor) -> NamedTensor {
-    let host = clip_model::HostTensor {
-        shape: t.shape.clone(),
-        data: t.data.clone(),
-    };
-    let out = host.transposed();
-    NamedTensor {
-        shape: out.shape,
-        data: out.data,
-    }
+fn transposed(t: &HostTensor) -> HostTensor {
+    t.transposed()
 }
 
 /// Converts `method`'s official tensors to our paths and Burn layout. Tensors the
@@ -232,9 +224,9 @@ fn transposed(t: &NamedTensor) -> NamedTensor {
 /// not 2-D.
 pub fn from_official<'a>(
     method: Method,
-    tensors: impl IntoIterator<Item = (&'a str, &'a NamedTensor)>,
+    tensors: impl IntoIterator<Item = (&'a str, &'a HostTensor)>,
     source: &Path,
-) -> Result<BTreeMap<String, NamedTensor>> {
+) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = BTreeMap::new();
     for (name, t) in tensors {
         match to_ours(method, name) {
@@ -267,8 +259,8 @@ pub fn from_official<'a>(
 /// Paths outside the table keep their name.
 pub fn to_official_tensors(
     method: Method,
-    params: &BTreeMap<String, NamedTensor>,
-) -> BTreeMap<String, NamedTensor> {
+    params: &BTreeMap<String, HostTensor>,
+) -> BTreeMap<String, HostTensor> {
     params
         .iter()
         .map(|(k, t)| match to_official(method, k) {
@@ -369,7 +361,7 @@ mod tests {
 
     #[test]
     fn import_skips_buffers_and_frozen_weights_and_refuses_strangers() {
-        let t = NamedTensor {
+        let t = HostTensor {
             shape: vec![2, 3],
             data: vec![1., 2., 3., 4., 5., 6.],
         };
@@ -395,7 +387,7 @@ mod tests {
 
     #[test]
     fn linear_weights_are_transposed_both_ways() {
-        let t = NamedTensor {
+        let t = HostTensor {
             shape: vec![2, 3],
             data: vec![1., 2., 3., 4., 5., 6.],
         };

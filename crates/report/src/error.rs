@@ -49,11 +49,33 @@ pub enum ReportError {
         known: String,
     },
     /// A plot could not be drawn.
-    #[error("plot {path}: {message}")]
+    #[error("plot {path}: {source}")]
     Plot {
         /// The image being drawn.
         path: PathBuf,
         /// What failed.
+        #[source]
+        source: PlotError,
+    },
+}
+
+/// Why a figure could not be drawn ([`ReportError::Plot`] names the file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlotError {
+    /// The embedded font could not be registered with plotters.
+    #[error("the embedded DejaVu Sans font does not load")]
+    Font,
+    /// A plotters drawing call failed (its backend's error, as plotters prints it).
+    #[error("drawing failed: {message}")]
+    Draw {
+        /// The backend's error.
+        message: String,
+    },
+    /// The PNG encoder failed.
+    #[error("encoding PNG: {message}")]
+    EncodePng {
+        /// The encoder's error.
         message: String,
     },
 }

@@ -18,7 +18,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontStyle;
 
-use crate::error::{ReportError, Result};
+use crate::error::{PlotError, ReportError, Result};
 use crate::names::dataset_short_label;
 use crate::tables::{BaseToNovelTable, TransferTable};
 
@@ -28,11 +28,10 @@ const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
 /// Registers the embedded font once; the outcome is remembered.
-fn register_font() -> std::result::Result<(), String> {
-    static DONE: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+fn register_font() -> std::result::Result<(), PlotError> {
+    static DONE: OnceLock<std::result::Result<(), PlotError>> = OnceLock::new();
     DONE.get_or_init(|| {
-        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
-            .map_err(|_| "the embedded DejaVu Sans font does not load".to_string())
+        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).map_err(|_| PlotError::Font)
     })
     .clone()
 }
@@ -325,15 +324,18 @@ impl ValueFormatter<f64> for GroupAxis {
     }
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("{e:?}")
+/// A plotters error (generic over the backend, so kept as its text).
+fn err<E: std::fmt::Debug>(e: E) -> PlotError {
+    PlotError::Draw {
+        message: format!("{e:?}"),
+    }
 }
 
 /// Draws `fig` on any plotters backend.
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     fig: &Figure,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), PlotError> {
     root.fill(&WHITE).map_err(err)?;
     let title_style = TextStyle::from((FAMILY, TITLE_FONT).into_font())
         .color(&BLACK)
@@ -454,7 +456,7 @@ fn diamond(r: i32) -> Vec<(i32, i32)> {
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     fig: &Figure,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), PlotError> {
     let style = TextStyle::from((FAMILY, LEGEND_FONT).into_font())
         .color(&BLACK)
         .pos(Pos::new(HPos::Left, VPos::Center));
@@ -503,9 +505,9 @@ fn draw_legend<DB: DrawingBackend>(
 
 /// Draws `fig` as a PNG file's bytes. `path` names the file in errors.
 pub fn png(fig: &Figure, path: &Path) -> Result<Vec<u8>> {
-    let fail = |message: String| ReportError::Plot {
+    let fail = |source: PlotError| ReportError::Plot {
         path: path.to_path_buf(),
-        message,
+        source,
     };
     register_font().map_err(fail)?;
     let (w, h) = fig.size();
@@ -517,15 +519,19 @@ pub fn png(fig: &Figure, path: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
         .write_image(&buf, w, h, image::ExtendedColorType::Rgb8)
-        .map_err(|e| fail(format!("encoding PNG: {e}")))?;
+        .map_err(|e| {
+            fail(PlotError::EncodePng {
+                message: e.to_string(),
+            })
+        })?;
     Ok(out)
 }
 
 /// Draws `fig` as an SVG document. `path` names the file in errors.
 pub fn svg(fig: &Figure, path: &Path) -> Result<String> {
-    let fail = |message: String| ReportError::Plot {
+    let fail = |source: PlotError| ReportError::Plot {
         path: path.to_path_buf(),
-        message,
+        source,
     };
     // Text layout (anchors, label areas) is measured with the same font.
     register_font().map_err(fail)?;

@@ -107,9 +107,9 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
 /// data, too many pixels.
 pub fn decode_rgb(bytes: &[u8], origin: &Path) -> Result<RgbImage, PreprocessError> {
     if is_jpeg(bytes) {
-        check_jpeg_complete(bytes).map_err(|detail| PreprocessError::Truncated {
+        check_jpeg_complete(bytes).map_err(|end| PreprocessError::Truncated {
             path: origin.to_path_buf(),
-            detail,
+            detail: end.to_string(),
         })?;
         #[cfg(feature = "turbojpeg")]
         if let Some(img) = turbo::decode(bytes, origin)? {
@@ -158,13 +158,50 @@ fn is_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8, 0xFF])
 }
 
+/// Where a JPEG's data runs out before its end-of-image marker ([`check_jpeg_complete`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum JpegEnd {
+    /// The marker walk reached the end of the data without an EOI.
+    #[error("no end-of-image marker in {len} bytes")]
+    NoEndMarker {
+        /// Length of the data.
+        len: usize,
+    },
+    /// The data ends inside a marker's length field.
+    #[error("data ends inside the header of marker 0x{marker:02X} at byte {at}")]
+    InMarkerHeader {
+        /// The marker code.
+        marker: u8,
+        /// Offset of the marker's 0xFF.
+        at: usize,
+    },
+    /// A marker segment declares more bytes than remain.
+    #[error("marker 0x{marker:02X} at byte {at} declares {declared} bytes, {remaining} remain")]
+    SegmentPastEnd {
+        /// The marker code.
+        marker: u8,
+        /// Offset of the marker's 0xFF.
+        at: usize,
+        /// The segment length it declares.
+        declared: usize,
+        /// Bytes left after the marker code.
+        remaining: usize,
+    },
+    /// Entropy-coded scan data reaches the end of the data.
+    #[error("scan data runs to the end of the {len} bytes")]
+    ScanPastEnd {
+        /// Length of the data.
+        len: usize,
+    },
+}
+
 /// Walks the JPEG marker structure from SOI and checks that an end-of-image marker (EOI) is
 /// reached before the data ends; `Err` says where it ran out.
 ///
 /// Stray bytes between markers are skipped (libjpeg only warns about them); inside
 /// entropy-coded data, `FF 00` stuffing, `FF FF` fill and restart markers `FF D0..D7` do not
 /// end the segment. Bytes after EOI are ignored (Pillow ignores them too).
-fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), JpegEnd> {
     let n = bytes.len();
     let mut pos = 2; // after SOI
     loop {
@@ -176,7 +213,7 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
             pos += 1;
         }
         if pos >= n {
-            return Err(format!("no end-of-image marker in {n} bytes"));
+            return Err(JpegEnd::NoEndMarker { len: n });
         }
         let marker = bytes[pos];
         pos += 1;
@@ -187,18 +224,19 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
             _ => {}
         }
         if pos + 2 > n {
-            return Err(format!(
-                "data ends inside the header of marker 0x{marker:02X} at byte {}",
-                pos - 2
-            ));
+            return Err(JpegEnd::InMarkerHeader {
+                marker,
+                at: pos - 2,
+            });
         }
         let len = usize::from(u16::from_be_bytes([bytes[pos], bytes[pos + 1]]));
         if len < 2 || pos + len > n {
-            return Err(format!(
-                "marker 0x{marker:02X} at byte {} declares {len} bytes, {} remain",
-                pos - 2,
-                n - pos
-            ));
+            return Err(JpegEnd::SegmentPastEnd {
+                marker,
+                at: pos - 2,
+                declared: len,
+                remaining: n - pos,
+            });
         }
         pos += len;
         if marker == 0xDA {
@@ -208,7 +246,7 @@ fn check_jpeg_complete(bytes: &[u8]) -> Result<(), String> {
                     pos += 1;
                 }
                 if pos + 1 >= n {
-                    return Err(format!("scan data runs to the end of the {n} bytes"));
+                    return Err(JpegEnd::ScanPastEnd { len: n });
                 }
                 match bytes[pos + 1] {
                     0x00 | 0xD0..=0xD7 => pos += 2,

@@ -30,7 +30,7 @@ fn invalid_charref(num: u32) -> Option<char> {
         0x00 => Some('\u{FFFD}'),
         0x0D => Some('\r'),
         // Windows-1252 for 0x80..=0x9F, keeping the five undefined bytes.
-        0x80..=0x9F => Some(super::ftfy::sloppy_cp1252_char(num as u8)),
+        0x80..=0x9F => Some(super::charmap::sloppy_cp1252_char(num as u8)),
         _ => None,
     }
 }

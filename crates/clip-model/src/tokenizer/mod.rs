@@ -499,6 +499,7 @@ fn clean_text(text: &str) -> String {
     collapsed.trim_matches(py_isspace).to_lowercase()
 }
 
+mod charmap;
 mod ftfy;
 mod html;
 #[cfg(test)]

@@ -60,9 +60,9 @@ pub mod zip;
 #[cfg(test)]
 mod tests;
 
-pub use tensors::{TorchTensor, MAX_TENSOR_ELEMENTS};
+pub use tensors::{StorageProblem, TorchTensor, MAX_TENSOR_ELEMENTS};
 pub use value::{PickleObject, PickleValue, StorageRef, TensorMeta, TorchDtype};
-pub use vm::{parse_pickle, parse_pickle_with_limit};
+pub use vm::{parse_pickle, parse_pickle_with_limit, PickleProblem};
 
 use tensors::{materialize_f32, materialize_i64};
 
@@ -119,24 +119,26 @@ pub enum TorchReadError {
         msg: String,
     },
     /// `data.pkl` is not a pickle this reader understands (corrupt, truncated, unsupported).
-    #[error("{}: data.pkl byte {offset}: {msg}", path.display())]
+    #[error("{}: data.pkl byte {offset}: {problem}", path.display())]
     Pickle {
         /// The checkpoint file.
         path: PathBuf,
         /// Byte offset in `data.pkl` of the opcode that failed.
         offset: u64,
         /// What went wrong.
-        msg: String,
+        #[source]
+        problem: PickleProblem,
     },
     /// A tensor's storage is missing data, has an unsupported type, or a view reaches outside it.
-    #[error("{}: storage `{key}`: {msg}", path.display())]
+    #[error("{}: storage `{key}`: {problem}", path.display())]
     Storage {
         /// The checkpoint file.
         path: PathBuf,
         /// The storage key (the record `<prefix>/data/<key>`).
         key: String,
-        /// What went wrong.
-        msg: String,
+        /// What went wrong (boxed: it names shapes, and keeps every `Result` small).
+        #[source]
+        problem: Box<StorageProblem>,
     },
     /// The pickle parsed, but its objects are not laid out as a checkpoint (no state dict, a
     /// non-tensor entry in the state dict, a malformed optimizer state, ...).
@@ -155,16 +157,20 @@ pub struct PickleParseError {
     /// Byte offset of the opcode that failed (the stream length when it ended early).
     pub offset: u64,
     /// What went wrong.
-    pub msg: String,
+    pub problem: PickleProblem,
 }
 
 impl fmt::Display for PickleParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pickle byte {}: {}", self.offset, self.msg)
+        write!(f, "pickle byte {}: {}", self.offset, self.problem)
     }
 }
 
-impl std::error::Error for PickleParseError {}
+impl std::error::Error for PickleParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.problem)
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Checkpoint
@@ -208,14 +214,12 @@ pub(crate) struct ElementBudget {
 }
 
 impl ElementBudget {
-    fn take(&mut self, n: usize) -> Result<(), String> {
+    fn take(&mut self, n: usize) -> Result<(), StorageProblem> {
         if n > self.left {
-            return Err(format!(
-                "materialising it would exceed {} elements in total for this checkpoint \
-                 (twice its storages' elements plus {MATERIALISE_SLACK_ELEMENTS}): \
-                 views repeat storage elements without bound",
-                self.limit
-            ));
+            return Err(StorageProblem::BudgetExceeded {
+                limit: self.limit,
+                slack: MATERIALISE_SLACK_ELEMENTS,
+            });
         }
         self.left -= n;
         Ok(())
@@ -240,18 +244,14 @@ impl TorchCheckpoint {
         self.storages
             .get(&meta.storage.key)
             .map(Vec::as_slice)
-            .ok_or_else(|| TorchReadError::Storage {
-                path: self.path.clone(),
-                key: meta.storage.key.clone(),
-                msg: "storage was not loaded".into(),
-            })
+            .ok_or_else(|| self.storage_error(meta, StorageProblem::NotLoaded))
     }
 
-    fn storage_error(&self, meta: &TensorMeta, msg: String) -> TorchReadError {
+    fn storage_error(&self, meta: &TensorMeta, problem: StorageProblem) -> TorchReadError {
         TorchReadError::Storage {
             path: self.path.clone(),
             key: meta.storage.key.clone(),
-            msg,
+            problem: Box::new(problem),
         }
     }
 
@@ -331,7 +331,7 @@ pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint, TorchReadEr
     let root = parse_pickle(&pkl).map_err(|e| TorchReadError::Pickle {
         path: path.to_path_buf(),
         offset: e.offset,
-        msg: e.msg,
+        problem: e.problem,
     })?;
     drop(pkl);
 
@@ -346,10 +346,10 @@ pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint, TorchReadEr
         let Some(nbytes) = s.nbytes() else {
             conflict = Some((
                 s.key.clone(),
-                format!(
-                    "unsupported storage type {} or size overflow ({} elements)",
-                    s.storage_type, s.numel
-                ),
+                StorageProblem::Unsized {
+                    storage_type: s.storage_type.clone(),
+                    numel: s.numel,
+                },
             ));
             return;
         };
@@ -364,17 +364,20 @@ pub fn read_torch_checkpoint(path: &Path) -> Result<TorchCheckpoint, TorchReadEr
             Some((n, _, first)) if *n != nbytes => {
                 conflict = Some((
                     s.key.clone(),
-                    format!("named both as {first} and as {what}"),
+                    StorageProblem::Conflict {
+                        first: first.clone(),
+                        second: what,
+                    },
                 ));
             }
             Some(_) => {}
         }
     });
-    if let Some((key, msg)) = conflict {
+    if let Some((key, problem)) = conflict {
         return Err(TorchReadError::Storage {
             path: path.to_path_buf(),
             key,
-            msg,
+            problem: Box::new(problem),
         });
     }
     let mut storages = HashMap::with_capacity(sizes.len());

@@ -19,6 +19,170 @@ use std::sync::Arc;
 use super::value::{PickleObject, PickleValue, StorageRef, TensorMeta};
 use super::PickleParseError;
 
+/// What is wrong with a pickle stream ([`PickleParseError`] adds the byte offset).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PickleProblem {
+    /// Unpacking would allocate more than the memory budget.
+    #[error(
+        "the pickle needs more than {limit_mib} MiB of memory to unpack (limit for its size; \
+         a hostile or corrupt file?)"
+    )]
+    Memory {
+        /// The budget, MiB.
+        limit_mib: usize,
+    },
+    /// An opcode's argument runs past the end of the stream.
+    #[error("truncated: needs {needed} more bytes, {left} left")]
+    Truncated {
+        /// Bytes the opcode needs.
+        needed: u64,
+        /// Bytes left in the stream.
+        left: u64,
+    },
+    /// A text argument has no terminating newline.
+    #[error("truncated: unterminated text line")]
+    UnterminatedLine,
+    /// The stream ends without a `STOP` opcode.
+    #[error("truncated: stream ended without STOP")]
+    NoStop,
+    /// Text that must be UTF-8 is not.
+    #[error("{what} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// `text line` or `unicode string`.
+        what: &'static str,
+    },
+    /// An opcode pops from an empty stack (or below the current MARK).
+    #[error("stack underflow")]
+    StackUnderflow,
+    /// An opcode needs a MARK and there is none.
+    #[error("no MARK on the stack")]
+    NoMark,
+    /// The last MARK lies above the top of the stack.
+    #[error("stack underflow below MARK")]
+    UnderflowBelowMark,
+    /// A memo read of a key never written.
+    #[error("memo key {key} is not set")]
+    MemoUnset {
+        /// The memo key.
+        key: u64,
+    },
+    /// An opcode applied to a value of the wrong kind.
+    #[error("{opcode} on a value that is not a {expected}")]
+    WrongTarget {
+        /// The opcode, e.g. `SETITEM`.
+        opcode: &'static str,
+        /// The kind it needs, e.g. `dict`.
+        expected: &'static str,
+    },
+    /// A length-prefixed opcode with a negative length.
+    #[error("{opcode} with negative length")]
+    NegativeLength {
+        /// The opcode, e.g. `LONG4`.
+        opcode: &'static str,
+    },
+    /// A key/value opcode with an odd number of items.
+    #[error("{opcode} with an odd number of items")]
+    OddItems {
+        /// `DICT` or `SETITEMS`.
+        opcode: &'static str,
+    },
+    /// `STACK_GLOBAL` on values that are not strings.
+    #[error("STACK_GLOBAL needs two strings")]
+    StackGlobalNotStrings,
+    /// A tensor-rebuilding call with too few arguments.
+    #[error("{function}: expected at least {expected} arguments, got {found}")]
+    TooFewArguments {
+        /// `_rebuild_tensor` or `_rebuild_parameter`.
+        function: &'static str,
+        /// Arguments needed.
+        expected: usize,
+        /// Arguments given.
+        found: usize,
+    },
+    /// A tensor-rebuilding call with an argument of the wrong kind.
+    #[error("{function}: {problem}")]
+    BadArgument {
+        /// `_rebuild_tensor` or `_rebuild_parameter`.
+        function: &'static str,
+        /// What is wrong, e.g. `first argument is not a storage`.
+        problem: &'static str,
+    },
+    /// `_rebuild_tensor`'s size or stride is not a tuple (`rank` none) or has too many
+    /// dimensions.
+    #[error(
+        "_rebuild_tensor: {what} {}",
+        match rank {
+            None => "is not a tuple".to_string(),
+            Some(r) => format!("has {r} dimensions, more than {MAX_TENSOR_RANK}"),
+        }
+    )]
+    BadDims {
+        /// `size` or `stride`.
+        what: &'static str,
+        /// The number of dimensions, when it is a tuple.
+        rank: Option<usize>,
+    },
+    /// `_rebuild_tensor`'s size or stride holds an entry that is not a non-negative integer.
+    #[error("_rebuild_tensor: bad {what} entry")]
+    BadDimEntry {
+        /// `size` or `stride`.
+        what: &'static str,
+    },
+    /// `_rebuild_tensor`'s size and stride differ in length.
+    #[error("_rebuild_tensor: size has {size} dims but stride has {stride}")]
+    RankMismatch {
+        /// Dimensions of the size.
+        size: usize,
+        /// Dimensions of the stride.
+        stride: usize,
+    },
+    /// A `PROTO` above 5.
+    #[error("unsupported pickle protocol {protocol}")]
+    Protocol {
+        /// The protocol number.
+        protocol: u8,
+    },
+    /// A pickle feature this reader does not implement.
+    #[error("{feature} are not supported")]
+    Unsupported {
+        /// The feature.
+        feature: &'static str,
+    },
+    /// A protocol-0 text opcode.
+    #[error("protocol-0 text opcode {opcode:?} is not supported")]
+    TextOpcode {
+        /// The opcode byte as a character.
+        opcode: char,
+    },
+    /// A byte that is no pickle opcode.
+    #[error("unknown opcode 0x{opcode:02x}")]
+    UnknownOpcode {
+        /// The byte.
+        opcode: u8,
+    },
+    /// The value tree nests deeper than [`MAX_TREE_DEPTH`].
+    #[error("value tree nested deeper than {limit}")]
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+fn bad_tensor_arg(problem: &'static str) -> PickleProblem {
+    PickleProblem::BadArgument {
+        function: "_rebuild_tensor",
+        problem,
+    }
+}
+
+fn bad_parameter_arg(problem: &'static str) -> PickleProblem {
+    PickleProblem::BadArgument {
+        function: "_rebuild_parameter",
+        problem,
+    }
+}
+
 /// Deepest nesting of the value tree returned by [`parse_pickle`].
 pub const MAX_TREE_DEPTH: usize = 200;
 /// Most dimensions of a pickled tensor (torch refuses more than 64 itself).
@@ -56,11 +220,9 @@ impl Budget {
     fn charge(&mut self, bytes: usize) -> VmResult<()> {
         self.used = self.used.saturating_add(bytes);
         if self.used > self.limit {
-            return Err(format!(
-                "the pickle needs more than {} MiB of memory to unpack (limit for its size; \
-                 a hostile or corrupt file?)",
-                self.limit >> 20
-            ));
+            return Err(PickleProblem::Memory {
+                limit_mib: self.limit >> 20,
+            });
         }
         Ok(())
     }
@@ -141,7 +303,7 @@ struct Vm<'a> {
     budget: Budget,
 }
 
-type VmResult<T> = Result<T, String>;
+type VmResult<T> = Result<T, PickleProblem>;
 
 /// Parses a pickle byte stream (protocols 2..5 as written by `torch.save`) into a value tree,
 /// executing nothing. See the module documentation for what is and is not interpreted.
@@ -170,16 +332,19 @@ pub fn parse_pickle_with_limit(data: &[u8], limit: usize) -> Result<PickleValue,
         match vm.step() {
             Ok(Some(root)) => break root,
             Ok(None) => {}
-            Err(msg) => {
+            Err(problem) => {
                 return Err(PickleParseError {
                     offset: op_start as u64,
-                    msg,
+                    problem,
                 })
             }
         }
     };
     let end = vm.pos as u64;
-    let err = |msg| PickleParseError { offset: end, msg };
+    let err = |problem| PickleParseError {
+        offset: end,
+        problem,
+    };
     // The stack, marks and memo are no longer needed: free them before building the tree.
     let Vm {
         nodes, mut budget, ..
@@ -210,7 +375,10 @@ impl<'a> Vm<'a> {
     fn take(&mut self, n: u64) -> VmResult<&'a [u8]> {
         let remaining = (self.data.len() - self.pos) as u64;
         if n > remaining {
-            return Err(format!("truncated: needs {n} more bytes, {remaining} left"));
+            return Err(PickleProblem::Truncated {
+                needed: n,
+                left: remaining,
+            });
         }
         let n = n as usize;
         let s = &self.data[self.pos..self.pos + n];
@@ -248,10 +416,10 @@ impl<'a> Vm<'a> {
         let end = rest
             .iter()
             .position(|&b| b == b'\n')
-            .ok_or_else(|| "truncated: unterminated text line".to_string())?;
+            .ok_or(PickleProblem::UnterminatedLine)?;
         let line = &rest[..end];
         self.pos += end + 1;
-        std::str::from_utf8(line).map_err(|_| "text line is not UTF-8".to_string())
+        std::str::from_utf8(line).map_err(|_| PickleProblem::InvalidUtf8 { what: "text line" })
     }
 
     // --- stack -------------------------------------------------------------------------------
@@ -280,28 +448,25 @@ impl<'a> Vm<'a> {
 
     fn pop(&mut self) -> VmResult<Id> {
         if self.stack.len() <= self.floor() {
-            return Err("stack underflow".into());
+            return Err(PickleProblem::StackUnderflow);
         }
-        self.stack.pop().ok_or_else(|| "stack underflow".into())
+        self.stack.pop().ok_or(PickleProblem::StackUnderflow)
     }
 
     fn top(&self) -> VmResult<Id> {
         if self.stack.len() <= self.floor() {
-            return Err("stack underflow".into());
+            return Err(PickleProblem::StackUnderflow);
         }
         self.stack
             .last()
             .copied()
-            .ok_or_else(|| "stack underflow".into())
+            .ok_or(PickleProblem::StackUnderflow)
     }
 
     fn pop_mark(&mut self) -> VmResult<Vec<Id>> {
-        let m = self
-            .marks
-            .pop()
-            .ok_or_else(|| "no MARK on the stack".to_string())?;
+        let m = self.marks.pop().ok_or(PickleProblem::NoMark)?;
         if m > self.stack.len() {
-            return Err("stack underflow below MARK".into());
+            return Err(PickleProblem::UnderflowBelowMark);
         }
         Ok(self.stack.split_off(m))
     }
@@ -310,7 +475,7 @@ impl<'a> Vm<'a> {
         self.memo
             .get(&key)
             .copied()
-            .ok_or_else(|| format!("memo key {key} is not set"))
+            .ok_or(PickleProblem::MemoUnset { key })
     }
 
     fn memo_put(&mut self, key: u64) -> VmResult<()> {
@@ -384,7 +549,10 @@ impl<'a> Vm<'a> {
                 dict_items.push((key, value));
                 Ok(())
             }
-            _ => Err("SETITEM on a value that is not a dict".into()),
+            _ => Err(PickleProblem::WrongTarget {
+                opcode: "SETITEM",
+                expected: "dict",
+            }),
         }
     }
 
@@ -395,7 +563,10 @@ impl<'a> Vm<'a> {
                 v.extend_from_slice(items);
                 Ok(())
             }
-            _ => Err("APPEND on a value that is not a list".into()),
+            _ => Err(PickleProblem::WrongTarget {
+                opcode: "APPEND",
+                expected: "list",
+            }),
         }
     }
 
@@ -448,47 +619,47 @@ impl<'a> Vm<'a> {
     fn rebuild_tensor(&mut self, args: Id) -> VmResult<Node> {
         let items = self
             .items(args)
-            .ok_or("_rebuild_tensor: arguments are not a tuple")?;
+            .ok_or(bad_tensor_arg("arguments are not a tuple"))?;
         if items.len() < 4 {
-            return Err(format!(
-                "_rebuild_tensor: expected at least 4 arguments, got {}",
-                items.len()
-            ));
+            return Err(PickleProblem::TooFewArguments {
+                function: "_rebuild_tensor",
+                expected: 4,
+                found: items.len(),
+            });
         }
         let storage = match &self.nodes[items[0]] {
             Node::Storage(s) => StorageRef::clone(s),
-            _ => return Err("_rebuild_tensor: first argument is not a storage".into()),
+            _ => return Err(bad_tensor_arg("first argument is not a storage")),
         };
         let storage_offset = self
             .int(items[1])
             .and_then(|i| usize::try_from(i).ok())
-            .ok_or("_rebuild_tensor: bad storage offset")?;
-        let dims = |id: Id, what: &str| -> VmResult<Vec<usize>> {
+            .ok_or(bad_tensor_arg("bad storage offset"))?;
+        let dims = |id: Id, what: &'static str| -> VmResult<Vec<usize>> {
             let d = self
                 .items(id)
-                .ok_or_else(|| format!("_rebuild_tensor: {what} is not a tuple"))?;
+                .ok_or(PickleProblem::BadDims { what, rank: None })?;
             if d.len() > MAX_TENSOR_RANK {
-                return Err(format!(
-                    "_rebuild_tensor: {what} has {} dimensions, more than {MAX_TENSOR_RANK}",
-                    d.len()
-                ));
+                return Err(PickleProblem::BadDims {
+                    what,
+                    rank: Some(d.len()),
+                });
             }
             d.iter()
                 .map(|&d| {
                     self.int(d)
                         .and_then(|i| usize::try_from(i).ok())
-                        .ok_or_else(|| format!("_rebuild_tensor: bad {what} entry"))
+                        .ok_or(PickleProblem::BadDimEntry { what })
                 })
                 .collect()
         };
         let shape = dims(items[2], "size")?;
         let stride = dims(items[3], "stride")?;
         if shape.len() != stride.len() {
-            return Err(format!(
-                "_rebuild_tensor: size has {} dims but stride has {}",
-                shape.len(),
-                stride.len()
-            ));
+            return Err(PickleProblem::RankMismatch {
+                size: shape.len(),
+                stride: stride.len(),
+            });
         }
         let requires_grad = items.get(4).and_then(|&r| self.int(r)).unwrap_or(0) != 0;
         self.budget
@@ -506,11 +677,15 @@ impl<'a> Vm<'a> {
     fn rebuild_parameter(&mut self, args: Id) -> VmResult<Node> {
         let items = self
             .items(args)
-            .ok_or("_rebuild_parameter: arguments are not a tuple")?;
-        let data = items.first().ok_or("_rebuild_parameter: no arguments")?;
+            .ok_or(bad_parameter_arg("arguments are not a tuple"))?;
+        let data = items.first().ok_or(PickleProblem::TooFewArguments {
+            function: "_rebuild_parameter",
+            expected: 1,
+            found: 0,
+        })?;
         let mut meta = match &self.nodes[*data] {
             Node::Tensor(t) => TensorMeta::clone(t),
-            _ => return Err("_rebuild_parameter: first argument is not a tensor".into()),
+            _ => return Err(bad_parameter_arg("first argument is not a tensor")),
         };
         meta.is_parameter = true;
         meta.requires_grad = items.get(1).and_then(|&r| self.int(r)).unwrap_or(1) != 0;
@@ -594,7 +769,12 @@ impl<'a> Vm<'a> {
                 log::debug!("torch_pickle: ignoring BUILD state on a container/tensor");
                 return Ok(());
             }
-            _ => return Err("BUILD on a value that is not an object".into()),
+            _ => {
+                return Err(PickleProblem::WrongTarget {
+                    opcode: "BUILD",
+                    expected: "object",
+                })
+            }
         };
         if !merged {
             if let Node::Object { state: s, .. } = &mut self.nodes[obj] {
@@ -640,7 +820,9 @@ impl<'a> Vm<'a> {
     fn string_node(b: &[u8]) -> VmResult<Node> {
         std::str::from_utf8(b)
             .map(|s| Node::Str(Arc::from(s)))
-            .map_err(|_| "unicode string is not valid UTF-8".into())
+            .map_err(|_| PickleProblem::InvalidUtf8 {
+                what: "unicode string",
+            })
     }
 
     fn long_node(b: &[u8]) -> Node {
@@ -661,7 +843,7 @@ impl<'a> Vm<'a> {
     /// Executes one opcode; `Some(root)` after `STOP`.
     fn step(&mut self) -> VmResult<Option<Id>> {
         if self.pos >= self.data.len() {
-            return Err("truncated: stream ended without STOP".into());
+            return Err(PickleProblem::NoStop);
         }
         let op = self.u8()?;
         match op {
@@ -669,7 +851,7 @@ impl<'a> Vm<'a> {
                 // PROTO
                 let p = self.u8()?;
                 if p > 5 {
-                    return Err(format!("unsupported pickle protocol {p}"));
+                    return Err(PickleProblem::Protocol { protocol: p });
                 }
             }
             0x95 => {
@@ -709,7 +891,8 @@ impl<'a> Vm<'a> {
             0x8b => {
                 // LONG4
                 let n = self.i32()?;
-                let n = u64::try_from(n).map_err(|_| "LONG4 with negative length")?;
+                let n = u64::try_from(n)
+                    .map_err(|_| PickleProblem::NegativeLength { opcode: "LONG4" })?;
                 let b = self.take(n)?;
                 self.push(Self::long_node(b))?;
             }
@@ -740,7 +923,9 @@ impl<'a> Vm<'a> {
             b'T' | b'U' => {
                 // BINSTRING / SHORT_BINSTRING (Python 2 str): text when UTF-8, else bytes.
                 let n = if op == b'T' {
-                    u64::try_from(self.i32()?).map_err(|_| "BINSTRING with negative length")?
+                    u64::try_from(self.i32()?).map_err(|_| PickleProblem::NegativeLength {
+                        opcode: "BINSTRING",
+                    })?
                 } else {
                     u64::from(self.u8()?)
                 };
@@ -784,7 +969,7 @@ impl<'a> Vm<'a> {
             b'd' => {
                 let items = self.pop_mark()?;
                 if items.len() % 2 != 0 {
-                    return Err("DICT with an odd number of items".into());
+                    return Err(PickleProblem::OddItems { opcode: "DICT" });
                 }
                 let pairs: Vec<(Id, Id)> = items.chunks(2).map(|c| (c[0], c[1])).collect();
                 let node = self.new_dict(&pairs)?;
@@ -807,7 +992,12 @@ impl<'a> Vm<'a> {
                 self.budget.charge(size_of_val(items.as_slice()))?;
                 match &mut self.nodes[target] {
                     Node::Set(v) => v.extend_from_slice(&items),
-                    _ => return Err("ADDITEMS on a value that is not a set".into()),
+                    _ => {
+                        return Err(PickleProblem::WrongTarget {
+                            opcode: "ADDITEMS",
+                            expected: "set",
+                        })
+                    }
                 }
             }
             b's' => {
@@ -819,7 +1009,7 @@ impl<'a> Vm<'a> {
             b'u' => {
                 let items = self.pop_mark()?;
                 if items.len() % 2 != 0 {
-                    return Err("SETITEMS with an odd number of items".into());
+                    return Err(PickleProblem::OddItems { opcode: "SETITEMS" });
                 }
                 let target = self.top()?;
                 for c in items.chunks(2) {
@@ -869,7 +1059,7 @@ impl<'a> Vm<'a> {
                 let name = self.pop()?;
                 let module = self.pop()?;
                 let (Some(module), Some(name)) = (self.str_of(module), self.str_of(name)) else {
-                    return Err("STACK_GLOBAL needs two strings".into());
+                    return Err(PickleProblem::StackGlobalNotStrings);
                 };
                 let node = Node::Global {
                     module: Arc::from(normalise_module(module)),
@@ -935,16 +1125,19 @@ impl<'a> Vm<'a> {
                 self.push(Node::PersistentId(id))?;
             }
             0x82..=0x84 => {
-                return Err("extension registry opcodes (EXT1/2/4) are not supported".into())
+                return Err(PickleProblem::Unsupported {
+                    feature: "extension registry opcodes (EXT1/2/4)",
+                })
             }
-            0x97 | 0x98 => return Err("out-of-band buffers (protocol 5) are not supported".into()),
+            0x97 | 0x98 => {
+                return Err(PickleProblem::Unsupported {
+                    feature: "out-of-band buffers (protocol 5)",
+                })
+            }
             b'I' | b'L' | b'F' | b'S' | b'V' | b'p' | b'g' | b'i' | b'o' => {
-                return Err(format!(
-                    "protocol-0 text opcode {:?} is not supported",
-                    op as char
-                ))
+                return Err(PickleProblem::TextOpcode { opcode: op as char })
             }
-            other => return Err(format!("unknown opcode 0x{other:02x}")),
+            other => return Err(PickleProblem::UnknownOpcode { opcode: other }),
         }
         Ok(None)
     }
@@ -970,7 +1163,9 @@ impl Converter<'_> {
     /// The value of node `id` placed at `depth`, with its height and the smallest depth of an
     /// enclosing node it refers back to ([`NOT_ON_PATH`] when none above `depth`).
     fn value(&mut self, id: Id, depth: usize) -> VmResult<(PickleValue, usize, usize)> {
-        let too_deep = || format!("value tree nested deeper than {MAX_TREE_DEPTH}");
+        let too_deep = || PickleProblem::TooDeep {
+            limit: MAX_TREE_DEPTH,
+        };
         if depth > MAX_TREE_DEPTH {
             return Err(too_deep());
         }

@@ -86,11 +86,7 @@ impl Archive {
 
     /// Reads a bookkeeping record or the pickle: any size up to `max` bytes.
     pub(super) fn read_small(&mut self, name: &str, max: u64) -> Result<Vec<u8>, TorchReadError> {
-        self.read(name, |size| {
-            (size <= max)
-                .then_some(())
-                .ok_or_else(|| format!("record declares {size} bytes, more than the limit {max}"))
-        })
+        self.read(name, SizeRule::AtMost(max))
     }
 
     /// Reads storage record `name`, which must hold exactly `expected` bytes
@@ -101,19 +97,17 @@ impl Archive {
         expected: u64,
         what: &str,
     ) -> Result<Vec<u8>, TorchReadError> {
-        self.read(name, |size| {
-            (size == expected).then_some(()).ok_or_else(|| {
-                format!("record declares {size} bytes, but {what} needs exactly {expected}")
-            })
-        })
+        self.read(
+            name,
+            SizeRule::Exactly {
+                bytes: expected,
+                what,
+            },
+        )
     }
 
-    /// Checks the record's directory entry (`accept` judges the declared size), then reads it.
-    fn read(
-        &mut self,
-        name: &str,
-        accept: impl FnOnce(u64) -> Result<(), String>,
-    ) -> Result<Vec<u8>, TorchReadError> {
+    /// Checks the record's directory entry (its declared size against `rule`), then reads it.
+    fn read(&mut self, name: &str, rule: SizeRule<'_>) -> Result<Vec<u8>, TorchReadError> {
         let path = self.path.clone();
         let file_len = self.file_len;
         let record_err = |msg: String| TorchReadError::Record {
@@ -133,7 +127,9 @@ impl Archive {
         };
         let size = file.size();
         let compressed = file.compressed_size();
-        accept(size).map_err(&record_err)?;
+        if !rule.accepts(size) {
+            return Err(record_err(rule.refusal(size)));
+        }
         let end = file.data_start().saturating_add(compressed);
         if end > file_len {
             return Err(record_err(format!(
@@ -188,5 +184,35 @@ impl Archive {
     /// The error for a record that exists but is wrong (used by callers for semantic checks).
     pub(super) fn error(&self, name: &str, msg: String) -> TorchReadError {
         self.record_err(name, msg)
+    }
+}
+
+/// The size a record's directory entry must declare.
+#[derive(Debug, Clone, Copy)]
+enum SizeRule<'a> {
+    /// Bookkeeping records and the pickle: any size up to the limit.
+    AtMost(u64),
+    /// A storage: exactly `numel * itemsize` bytes of the storage `what` describes.
+    Exactly { bytes: u64, what: &'a str },
+}
+
+impl SizeRule<'_> {
+    fn accepts(self, size: u64) -> bool {
+        match self {
+            SizeRule::AtMost(max) => size <= max,
+            SizeRule::Exactly { bytes, .. } => size == bytes,
+        }
+    }
+
+    /// Why a record declaring `size` bytes is refused (for [`TorchReadError::Record`]).
+    fn refusal(self, size: u64) -> String {
+        match self {
+            SizeRule::AtMost(max) => {
+                format!("record declares {size} bytes, more than the limit {max}")
+            }
+            SizeRule::Exactly { bytes, what } => {
+                format!("record declares {size} bytes, but {what} needs exactly {bytes}")
+            }
+        }
     }
 }

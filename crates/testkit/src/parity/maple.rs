@@ -10,8 +10,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use clip_model::tokenizer::Tokenizer;
 use clip_model::Clip;
+use clip_model::HostTensor;
 use maple_prompts::checkpoint::{
-    self, named_grads, named_params, to_reference_layout, CheckpointState, NamedTensor,
+    self, named_grads, named_params, to_reference_layout, CheckpointState,
 };
 use maple_prompts::{
     cross_entropy, ClassTokens, LrSchedule, Maple, MapleConfig, PromptLearner, PromptedClip, Sgd,
@@ -19,7 +20,7 @@ use maple_prompts::{
 };
 
 use super::{
-    compare, compare_prefix, host, max_abs_diff, push, CheckResult, Fixture, Recorder, TensorFile,
+    compare, compare_prefix, max_abs_diff, push, CheckResult, Fixture, Recorder, TensorFile,
 };
 
 /// The fixture's MaPLe configuration (`config.json` `maple.*`).
@@ -48,27 +49,22 @@ pub(super) fn learner_tensors(
     file: &TensorFile,
     prefix: &str,
     names: &[String],
-) -> Result<BTreeMap<String, NamedTensor>> {
+) -> Result<BTreeMap<String, HostTensor>> {
     let mut out = BTreeMap::new();
     for name in names {
         let key = format!("{prefix}{name}");
-        let (shape, data) = file.f32(&key)?;
         out.insert(
             name.trim_start_matches("prompt_learner.").to_string(),
-            NamedTensor { shape, data },
+            file.f32(&key)?,
         );
     }
     Ok(maple_prompts::checkpoint::from_reference_layout(&out))
 }
 
-fn diff(a: &NamedTensor, b: &NamedTensor) -> f64 {
-    max_abs_diff((&a.shape, &a.data), (&b.shape, &b.data))
-}
-
 /// Largest absolute difference over all tensors of `ours` against `want` (∞ if a name is missing).
 pub(super) fn diff_all(
-    ours: &BTreeMap<String, NamedTensor>,
-    want: &BTreeMap<String, NamedTensor>,
+    ours: &BTreeMap<String, HostTensor>,
+    want: &BTreeMap<String, HostTensor>,
 ) -> f64 {
     let mut m: f64 = if ours.len() == want.len() {
         0.0
@@ -76,7 +72,7 @@ pub(super) fn diff_all(
         f64::INFINITY
     };
     for (k, w) in want {
-        m = m.max(ours.get(k).map_or(f64::INFINITY, |o| diff(o, w)));
+        m = m.max(ours.get(k).map_or(f64::INFINITY, |o| max_abs_diff(o, w)));
     }
     m
 }
@@ -100,12 +96,13 @@ pub fn maple_checks<B: AutodiffBackend>(
 
     // Construction: context from the CTX_INIT embeddings, identical deep couplings, prompts.
     let fresh = Maple::<B>::new(&cfg, &clip, &tok)?;
-    let (cs, cv) = host(fresh.ctx.val());
-    let (rs, rv) = init.f32("prompt_learner.ctx")?;
     push(
         &mut out,
         "maple.init.ctx-from-ctx-init",
-        max_abs_diff((&cs, &cv), (&rs, &rv)),
+        max_abs_diff(
+            &HostTensor::from_tensor(fresh.ctx.val()),
+            &init.f32("prompt_learner.ctx")?,
+        ),
         0.0,
     );
     let ours = named_params(&fresh);
@@ -116,7 +113,7 @@ pub fn maple_checks<B: AutodiffBackend>(
                 ours.get(&format!("compound_prompt_projections.0.{p}")),
                 ours.get(&format!("compound_prompt_projections.{j}.{p}")),
             ) {
-                (Some(a), Some(b)) => diff(a, b),
+                (Some(a), Some(b)) => max_abs_diff(a, b),
                 _ => f64::INFINITY,
             }
         })
@@ -367,7 +364,7 @@ pub fn maple_checks<B: AutodiffBackend>(
         );
         let loss = cross_entropy(logits, label_t.clone());
         let ref_loss = steps.scalar_f64(&format!("step{k}.loss"))?;
-        let ours_loss = host(loss.clone()).1[0] as f64;
+        let ours_loss = HostTensor::from_tensor(loss.clone()).data[0] as f64;
         push(
             &mut out,
             format!("step{k}.loss (relative)"),
@@ -377,11 +374,11 @@ pub fn maple_checks<B: AutodiffBackend>(
         let grads = loss.backward();
         let g = to_reference_layout(&named_grads(&model.learner, &grads));
         for name in &trainable {
-            let (rs, rv) = steps.f32(&format!("step{k}.grad.{name}"))?;
-            let max = rv.iter().fold(0.0f64, |m, x| m.max(x.abs() as f64));
-            let err = g.get(name).map_or(f64::INFINITY, |o| {
-                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
-            });
+            let want = steps.f32(&format!("step{k}.grad.{name}"))?;
+            let max = want.data.iter().fold(0.0f64, |m, x| m.max(x.abs() as f64));
+            let err = g
+                .get(name)
+                .map_or(f64::INFINITY, |o| max_abs_diff(o, &want));
             push(
                 &mut out,
                 format!("grad.step{k}.{name} (rel. to max|grad|)"),
@@ -392,10 +389,10 @@ pub fn maple_checks<B: AutodiffBackend>(
         model.learner = sgd.step::<B, _>(lr, model.learner, &grads);
         let p = to_reference_layout(&named_params(&model.learner));
         for name in &trainable {
-            let (rs, rv) = steps.f32(&format!("step{k}.param.{name}"))?;
-            let err = p.get(name).map_or(f64::INFINITY, |o| {
-                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
-            });
+            let want = steps.f32(&format!("step{k}.param.{name}"))?;
+            let err = p
+                .get(name)
+                .map_or(f64::INFINITY, |o| max_abs_diff(o, &want));
             push(
                 &mut out,
                 format!("step.step{k}.param.{name}"),
@@ -410,12 +407,13 @@ pub fn maple_checks<B: AutodiffBackend>(
             .map(|name| {
                 let key = format!("step{k}.momentum_buffer.{name}");
                 match (steps.f32(&key), mom.get(name)) {
-                    (Ok((rs, rv)), Some(o)) => {
-                        let max = rv
+                    (Ok(want), Some(o)) => {
+                        let max = want
+                            .data
                             .iter()
                             .fold(0.0f64, |m, x| m.max(x.abs() as f64))
                             .max(f64::MIN_POSITIVE);
-                        max_abs_diff((&o.shape, &o.data), (&rs, &rv)) / max
+                        max_abs_diff(o, &want) / max
                     }
                     _ => f64::INFINITY,
                 }
@@ -463,12 +461,7 @@ pub fn maple_checks<B: AutodiffBackend>(
         momentum: sgd
             .buffers
             .iter()
-            .map(|(k, v)| {
-                (k.clone(), {
-                    let (s, d) = host(v.clone());
-                    NamedTensor { shape: s, data: d }
-                })
-            })
+            .map(|(k, v)| (k.clone(), HostTensor::from_tensor(v.clone())))
             .collect(),
         extra: serde_json::json!({}),
     };
@@ -589,12 +582,14 @@ pub fn maple_checks<B: AutodiffBackend>(
     };
     let inner_classes = classes.to_backend::<B::InnerBackend>(&images.device());
     let eval_logits = inner.forward(images.clone().inner(), &inner_classes)?;
-    let (ls, lv) = host(eval_logits);
-    let (ts, tv) = host(model.forward(images, &classes)?);
+    let train_logits = model.forward(images, &classes)?;
     push(
         &mut out,
         "maple.eval-matches-train-graph",
-        max_abs_diff((&ls, &lv), (&ts, &tv)),
+        max_abs_diff(
+            &HostTensor::from_tensor(eval_logits),
+            &HostTensor::from_tensor(train_logits),
+        ),
         a,
     );
     Ok(out)
@@ -606,7 +601,7 @@ pub(super) fn initial_learner<B: AutodiffBackend>(
     cfg: &MapleConfig,
     clip: &Clip<B>,
     tok: &Tokenizer,
-    init_params: &BTreeMap<String, NamedTensor>,
+    init_params: &BTreeMap<String, HostTensor>,
 ) -> Result<Maple<B>> {
     let blank = Maple::<B>::new(cfg, clip, tok)?;
     Ok(checkpoint::load_named::<B, _>(
@@ -619,16 +614,16 @@ pub(super) fn initial_learner<B: AutodiffBackend>(
 fn momentum_reference_layout<B: AutodiffBackend>(
     sgd: &Sgd<B::InnerBackend>,
     learner: &Maple<B>,
-) -> BTreeMap<String, NamedTensor> {
+) -> BTreeMap<String, HostTensor> {
     let shapes = named_params(learner);
     let mut out = BTreeMap::new();
     for (k, v) in &sgd.buffers {
-        let (_, data) = host(v.clone());
+        let data = HostTensor::from_tensor(v.clone()).data;
         let shape = shapes
             .get(k)
             .map(|t| t.shape.clone())
             .unwrap_or_else(|| vec![data.len()]);
-        out.insert(k.clone(), NamedTensor { shape, data });
+        out.insert(k.clone(), HostTensor::new(shape, data));
     }
     to_reference_layout(&out)
 }

@@ -19,9 +19,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use clip_model::tokenizer::Tokenizer;
-use clip_model::{l2_normalize, Clip};
+use clip_model::{l2_normalize, Clip, HostTensor};
 use maple_prompts::checkpoint::{
-    self, named_grads, named_params, read_reference_checkpoint, CheckpointState, NamedTensor,
+    self, named_grads, named_params, read_reference_checkpoint, CheckpointState,
 };
 use maple_prompts::reference_names::{from_official, to_official_tensors};
 use maple_prompts::{
@@ -31,7 +31,7 @@ use maple_prompts::{
 };
 
 use super::maple::count_trainable;
-use super::{compare, host, max_abs_diff, push, CheckResult, Fixture, Recorder, TensorFile};
+use super::{compare, max_abs_diff, push, CheckResult, Fixture, Recorder, TensorFile};
 
 /// The method of a fixture folder, from `config.json` `trainer` (`CoOp`, `CoCoOp`, `IVLP`,
 /// `VPT`); `None` for other folders (e.g. `maple-tiny`).
@@ -126,11 +126,10 @@ fn learner_tensors(
     file: &TensorFile,
     prefix: &str,
     names: &[String],
-) -> Result<BTreeMap<String, NamedTensor>> {
+) -> Result<BTreeMap<String, HostTensor>> {
     let mut official = Vec::new();
     for name in names {
-        let (shape, data) = file.f32(&format!("{prefix}{name}"))?;
-        official.push((name.clone(), NamedTensor { shape, data }));
+        official.push((name.clone(), file.f32(&format!("{prefix}{name}"))?));
     }
     Ok(from_official(
         method,
@@ -139,19 +138,15 @@ fn learner_tensors(
     )?)
 }
 
-fn diff(a: &NamedTensor, b: &NamedTensor) -> f64 {
-    max_abs_diff((&a.shape, &a.data), (&b.shape, &b.data))
-}
-
 /// Largest difference over every tensor of `want` (∞ when a name is missing or extra).
-fn diff_all(ours: &BTreeMap<String, NamedTensor>, want: &BTreeMap<String, NamedTensor>) -> f64 {
+fn diff_all(ours: &BTreeMap<String, HostTensor>, want: &BTreeMap<String, HostTensor>) -> f64 {
     let mut m: f64 = if ours.len() == want.len() {
         0.0
     } else {
         f64::INFINITY
     };
     for (k, w) in want {
-        m = m.max(ours.get(k).map_or(f64::INFINITY, |o| diff(o, w)));
+        m = m.max(ours.get(k).map_or(f64::INFINITY, |o| max_abs_diff(o, w)));
     }
     m
 }
@@ -165,8 +160,11 @@ fn max_abs(v: &[f32]) -> f64 {
 /// Largest difference between the first positions (second-to-last axis) of `ours`
 /// `[n, len, d]` and a fixture tensor `[..., full, d]` whose leading axes flatten to `n`.
 fn compare_rows<B: Backend>(ours: Tensor<B, 3>, file: &TensorFile, key: &str) -> Result<f64> {
-    let (s, v) = host(ours);
-    let (rs, rv) = file.f32(key)?;
+    let HostTensor { shape: s, data: v } = HostTensor::from_tensor(ours);
+    let HostTensor {
+        shape: rs,
+        data: rv,
+    } = file.f32(key)?;
     if rs.len() < 2 {
         return Ok(f64::INFINITY);
     }
@@ -194,16 +192,13 @@ fn compare_flat<B: Backend, const D: usize>(
     file: &TensorFile,
     key: &str,
 ) -> Result<f64> {
-    let (_, v) = host(ours);
-    let (rs, rv) = file.f32(key)?;
-    let n = v.len();
-    Ok(
-        max_abs_diff((&[n], &v), (&[rv.len()], &rv)).max(if rs.iter().product::<usize>() == n {
-            0.0
-        } else {
-            f64::INFINITY
-        }),
-    )
+    let ours = HostTensor::from_tensor(ours);
+    let want = file.f32(key)?;
+    if want.numel() != ours.numel() {
+        return Ok(f64::INFINITY);
+    }
+    let flat = |t: HostTensor| HostTensor::new(vec![t.data.len()], t.data);
+    Ok(max_abs_diff(&flat(ours), &flat(want)))
 }
 
 /// Number of differing entries of two integer lists (plus the length difference).
@@ -281,7 +276,7 @@ pub fn method_checks<B: AutodiffBackend>(
             &mut out,
             n("init.ctx-from-ctx-init"),
             match (ours.get("ctx"), init_params.get("ctx")) {
-                (Some(o), Some(r)) => diff(o, r),
+                (Some(o), Some(r)) => max_abs_diff(o, r),
                 _ => f64::INFINITY,
             },
             0.0,
@@ -637,7 +632,7 @@ pub fn method_checks<B: AutodiffBackend>(
         );
         let loss = cross_entropy(logits, label_t.clone());
         let ref_loss = steps.scalar_f64(&format!("step{k}.loss"))?;
-        let ours_loss = host(loss.clone()).1[0] as f64;
+        let ours_loss = HostTensor::from_tensor(loss.clone()).data[0] as f64;
         push(
             &mut out,
             n(&format!("step{k}.loss (relative)")),
@@ -647,47 +642,41 @@ pub fn method_checks<B: AutodiffBackend>(
         let grads = loss.backward();
         let g = to_official_tensors(method, &named_grads(&model.learner, &grads));
         for t in &trainable {
-            let (rs, rv) = steps.f32(&format!("step{k}.grad.{t}"))?;
-            let err = g.get(t).map_or(f64::INFINITY, |o| {
-                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
-            });
+            let want = steps.f32(&format!("step{k}.grad.{t}"))?;
+            let err = g.get(t).map_or(f64::INFINITY, |o| max_abs_diff(o, &want));
             push(
                 &mut out,
                 n(&format!("grad.step{k}.{t} (rel. to max|grad|)")),
-                err / max_abs(&rv),
+                err / max_abs(&want.data),
                 tol.grad_rel_to_max,
             );
         }
         model.learner = sgd.step::<B, _>(lr, model.learner, &grads);
         let p = to_official_tensors(method, &named_params(&model.learner));
         let shapes = named_params(&model.learner);
-        let mom: BTreeMap<String, NamedTensor> = sgd
+        let mom: BTreeMap<String, HostTensor> = sgd
             .buffers
             .iter()
             .map(|(path, buf)| {
-                let data = host(buf.clone()).1;
+                let data = HostTensor::from_tensor(buf.clone()).data;
                 let shape = shapes
                     .get(path)
                     .map_or_else(|| vec![data.len()], |t| t.shape.clone());
-                (path.clone(), NamedTensor { shape, data })
+                (path.clone(), HostTensor::new(shape, data))
             })
             .collect();
         let mom = to_official_tensors(method, &mom);
         for t in &trainable {
-            let (rs, rv) = steps.f32(&format!("step{k}.param.{t}"))?;
-            let err = p.get(t).map_or(f64::INFINITY, |o| {
-                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
-            });
+            let want = steps.f32(&format!("step{k}.param.{t}"))?;
+            let err = p.get(t).map_or(f64::INFINITY, |o| max_abs_diff(o, &want));
             push(&mut out, n(&format!("step{k}.param.{t}")), err, tol.param);
             // Momentum buffers accumulate gradients: gradient tolerance.
-            let (rs, rv) = steps.f32(&format!("step{k}.momentum_buffer.{t}"))?;
-            let err = mom.get(t).map_or(f64::INFINITY, |o| {
-                max_abs_diff((&o.shape, &o.data), (&rs, &rv))
-            });
+            let want = steps.f32(&format!("step{k}.momentum_buffer.{t}"))?;
+            let err = mom.get(t).map_or(f64::INFINITY, |o| max_abs_diff(o, &want));
             push(
                 &mut out,
                 n(&format!("step{k}.momentum_buffer.{t} (rel. to max|buf|)")),
-                err / max_abs(&rv),
+                err / max_abs(&want.data),
                 tol.grad_rel_to_max,
             );
         }
@@ -734,10 +723,7 @@ pub fn method_checks<B: AutodiffBackend>(
         momentum: sgd
             .buffers
             .iter()
-            .map(|(k, v)| {
-                let (shape, data) = host(v.clone());
-                (k.clone(), NamedTensor { shape, data })
-            })
+            .map(|(k, v)| (k.clone(), HostTensor::from_tensor(v.clone())))
             .collect(),
         extra: serde_json::json!({}),
     };
@@ -859,12 +845,13 @@ pub fn method_checks<B: AutodiffBackend>(
     // Evaluation without autodiff gives the training graph's logits (to fp32 rounding).
     let inner = model.valid();
     let inner_classes = classes.to_backend::<B::InnerBackend>(&images.device());
-    let (ls, lv) = host(inner.forward(images.clone().inner(), &inner_classes)?);
-    let (ts, tv) = host(model.forward(images, &classes)?);
+    let eval_logits =
+        HostTensor::from_tensor(inner.forward(images.clone().inner(), &inner_classes)?);
+    let train_logits = HostTensor::from_tensor(model.forward(images, &classes)?);
     push(
         &mut out,
         n("eval-matches-train-graph"),
-        max_abs_diff((&ls, &lv), (&ts, &tv)),
+        max_abs_diff(&eval_logits, &train_logits),
         a,
     );
     Ok(out)

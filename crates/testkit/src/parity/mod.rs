@@ -18,8 +18,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 pub mod maple;
 pub mod methods;
 pub mod precision;
-use burn::tensor::{Tensor, TensorData};
-use clip_model::{BlockHook, Clip, NoHook};
+use burn::tensor::Tensor;
+use clip_model::{BlockHook, Clip, HostTensor, NoHook};
 use serde::Deserialize;
 
 /// Outcome of one parity check.
@@ -181,7 +181,7 @@ impl TensorFile {
     }
 
     /// A float tensor as f32 (f16/f32/f64 accepted), with its shape.
-    pub fn f32(&self, key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+    pub fn f32(&self, key: &str) -> Result<HostTensor> {
         use safetensors::Dtype;
         let (dtype, shape, b) = self.view(key)?;
         let data = match dtype {
@@ -202,7 +202,7 @@ impl TensorFile {
                 self.path.display()
             ),
         };
-        Ok((shape, data))
+        Ok(HostTensor::new(shape, data))
     }
 
     /// A 0-d or 1-element float tensor as f64.
@@ -210,7 +210,7 @@ impl TensorFile {
         let (dtype, _, b) = self.view(key)?;
         match dtype {
             safetensors::Dtype::F64 => Ok(f64::from_le_bytes(b[..8].try_into()?)),
-            _ => Ok(self.f32(key)?.1[0] as f64),
+            _ => Ok(self.f32(key)?.data[0] as f64),
         }
     }
 
@@ -242,15 +242,15 @@ impl TensorFile {
         key: &str,
         device: &B::Device,
     ) -> Result<Tensor<B, D>> {
-        let (shape, data) = self.f32(key)?;
-        if shape.len() != D {
+        let t = self.f32(key)?;
+        if t.shape.len() != D {
             bail!(
-                "{}: {key} has rank {}, expected {D}",
+                "{}: {key} has shape {:?}, expected rank {D}",
                 self.path.display(),
-                shape.len()
+                t.shape
             );
         }
-        Ok(Tensor::from_data(TensorData::new(data, shape), device))
+        Ok(t.to_tensor(device))
     }
 
     /// Token rows (`[n, seq]` integers) as `u32`.
@@ -263,20 +263,14 @@ impl TensorFile {
     }
 }
 
-/// Host copy of a tensor (shape, values).
-pub fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
-    let data = t.into_data().convert::<f32>();
-    let shape = data.shape.to_vec();
-    (shape, data.to_vec::<f32>().expect("f32 data"))
-}
-
 /// Largest absolute difference; infinite when shapes differ.
-pub fn max_abs_diff(a: (&[usize], &[f32]), b: (&[usize], &[f32])) -> f64 {
-    if a.0 != b.0 {
+pub fn max_abs_diff(a: &HostTensor, b: &HostTensor) -> f64 {
+    if a.shape != b.shape {
         return f64::INFINITY;
     }
-    a.1.iter()
-        .zip(b.1)
+    a.data
+        .iter()
+        .zip(&b.data)
         .map(|(x, y)| (*x as f64 - *y as f64).abs())
         .fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
 }
@@ -287,16 +281,20 @@ pub fn compare<B: Backend, const D: usize>(
     file: &TensorFile,
     key: &str,
 ) -> Result<f64> {
-    let (s, v) = host(ours);
-    let (rs, rv) = file.f32(key)?;
-    Ok(max_abs_diff((&s, &v), (&rs, &rv)))
+    Ok(max_abs_diff(
+        &HostTensor::from_tensor(ours),
+        &file.f32(key)?,
+    ))
 }
 
 /// Compares the first `len` positions (dim 1) of a `[n, len, d]` tensor with a
 /// `[n, full, d]` fixture tensor (the text tower computes only positions up to the last EOT).
 pub fn compare_prefix<B: Backend>(ours: Tensor<B, 3>, file: &TensorFile, key: &str) -> Result<f64> {
-    let (s, v) = host(ours);
-    let (rs, rv) = file.f32(key)?;
+    let HostTensor { shape: s, data: v } = HostTensor::from_tensor(ours);
+    let HostTensor {
+        shape: rs,
+        data: rv,
+    } = file.f32(key)?;
     if rs.len() != 3 || rs[0] != s[0] || rs[2] != s[2] || s[1] > rs[1] {
         return Ok(f64::INFINITY);
     }

@@ -27,7 +27,8 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use maple_prompts::checkpoint::{load_checkpoint, save_checkpoint, CheckpointState, NamedTensor};
+use clip_model::HostTensor;
+use maple_prompts::checkpoint::{load_checkpoint, save_checkpoint, CheckpointState};
 use maple_prompts::{PromptLearner, PromptedClip, Sgd};
 use serde::{Deserialize, Serialize};
 
@@ -84,20 +85,15 @@ struct Extra {
     history: Vec<EpochStats>,
 }
 
-fn momentum_to_host<B: Backend>(sgd: &Sgd<B>) -> BTreeMap<String, NamedTensor> {
+fn momentum_to_host<B: Backend>(sgd: &Sgd<B>) -> BTreeMap<String, HostTensor> {
     sgd.buffers
         .iter()
-        .map(|(k, t)| {
-            let data = t.clone().into_data().convert::<f32>();
-            let shape = data.shape.to_vec();
-            let data = data.to_vec::<f32>().unwrap_or_default();
-            (k.clone(), NamedTensor { shape, data })
-        })
+        .map(|(k, t)| (k.clone(), HostTensor::from_tensor(t.clone())))
         .collect()
 }
 
 fn momentum_from_host<B: Backend>(
-    m: &BTreeMap<String, NamedTensor>,
+    m: &BTreeMap<String, HostTensor>,
     device: &B::Device,
 ) -> BTreeMap<String, Tensor<B, 1>> {
     m.iter()
