@@ -250,6 +250,27 @@ mod tests {
         }
     }
 
+    /// A loss-scaled step (gradients of `scale * loss`, unscaled by `1 / scale`) is the
+    /// plain step, bit for bit for a power-of-two scale: weight decay and momentum see
+    /// the true gradient.
+    #[test]
+    fn scaled_step_equals_plain_step() {
+        let config = SgdConfig {
+            momentum: 0.9,
+            weight_decay: 0.1,
+        };
+        let (mut plain, mut scaled) = (Sgd::<Tb>::new(config), Sgd::<Tb>::new(config));
+        let (mut a, mut b) = (two([1.0, -2.0]), two([1.0, -2.0]));
+        let device = Default::default();
+        for c in [[1.0f32, 2.0], [-1.0, 0.5]] {
+            a = step(&mut plain, 0.5, a, c);
+            let ct = Tensor::<Ta, 1>::from_data(TensorData::from(c), &device);
+            let grads = ((b.w.val() * ct).sum() * 1024.0).backward();
+            b = scaled.step_scaled::<Ta, _>(0.5, b, &grads, 1.0 / 1024.0);
+            assert_eq!(values(&a.w), values(&b.w));
+        }
+    }
+
     #[test]
     fn schedule_is_a_constant_warm_up_then_a_cosine_restarted_after_it() {
         let s = LrSchedule::maple(0.0035, 5);

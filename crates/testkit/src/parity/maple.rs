@@ -72,7 +72,8 @@ pub(super) fn diff_all(
         f64::INFINITY
     };
     for (k, w) in want {
-        m = m.max(ours.get(k).map_or(f64::INFINITY, |o| max_abs_diff(o, w)));
+        let d = ours.get(k).map_or(f64::INFINITY, |o| max_abs_diff(o, w));
+        m = if d.is_nan() { f64::NAN } else { m.max(d) };
     }
     m
 }

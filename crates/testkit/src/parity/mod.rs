@@ -272,7 +272,14 @@ pub fn max_abs_diff(a: &HostTensor, b: &HostTensor) -> f64 {
         .iter()
         .zip(&b.data)
         .map(|(x, y)| (*x as f64 - *y as f64).abs())
-        .fold(0.0, |m, d| if d.is_nan() { f64::NAN } else { m.max(d) })
+        // NaN is sticky (`f64::max` would drop it): a NaN anywhere fails the check.
+        .fold(0.0, |m, d| {
+            if m.is_nan() || d.is_nan() {
+                f64::NAN
+            } else {
+                m.max(d)
+            }
+        })
 }
 
 /// Compares a tensor with a fixture tensor.

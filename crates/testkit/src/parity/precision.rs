@@ -137,7 +137,14 @@ pub fn precision_checks<B: AutodiffBackend>(
         for name in &trainable {
             let want = steps.f32(&format!("step{k}.grad.{name}"))?;
             gmax = want.data.iter().fold(gmax, |m, x| m.max(x.abs() as f64));
-            err = err.max(g.get(name).map_or(f64::INFINITY, |o| max_abs_diff(o, &want)));
+            let d = g
+                .get(name)
+                .map_or(f64::INFINITY, |o| max_abs_diff(o, &want));
+            err = if d.is_nan() || err.is_nan() {
+                f64::NAN
+            } else {
+                err.max(d)
+            };
         }
         push(
             &mut out,
