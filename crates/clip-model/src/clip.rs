@@ -150,10 +150,12 @@ impl<B: Backend> Clip<B> {
     }
 
     /// The model with its towers computing in `precision` (see [`crate::precision`]): for
-    /// `F16`/`Bf16` the embeddings and every block's Linear weights are cast to half and the
-    /// residual streams run in half, while inputs, outputs, LayerNorms, output projections
-    /// and the logit scale keep the loaded (master) precision. `F32` restores the master
-    /// precision. Errors when the backend cannot compute in `precision` on this device.
+    /// `F16`/`Bf16` every block's Linear weights (and the text tower's token and position
+    /// tables) are stored in half and the blocks' attention and MLP compute in half, while
+    /// the residual streams, inputs, outputs, LayerNorms, the patch embedding, output
+    /// projections and the logit scale keep the loaded (master) precision. `F32` restores
+    /// the master precision. Errors when the backend cannot compute in `precision` on this
+    /// device.
     pub fn with_precision(self, precision: Precision) -> Result<Self> {
         let device = self.device();
         if !precision.supported::<B>(&device) {

@@ -12,8 +12,12 @@
 //! - the residual streams, so that each block adds a half-precision *update* to an f32
 //!   stream instead of rounding the whole stream every block (measured on the maple-tiny
 //!   fixture: a half stream made the logit error 1.6× larger: 3.9e-2 against 2.4e-2);
-//! - the patch and token embeddings and positions (the base of the stream), the towers'
-//!   final LayerNorm and output projection, the logit scale, the logits and the loss;
+//! - the patch embedding, class token and positions of the image tower (the base of its
+//!   stream), the towers' final LayerNorm and output projection, the logit scale, the
+//!   logits and the loss. The text tower's token and position tables are *stored* in half
+//!   (the token table is most of the text tower's memory; a lookup rounds each value once,
+//!   exactly representable for OpenAI's weights, which are released in fp16) and cast to
+//!   f32 where they are looked up;
 //! - the boundary: [`crate::VisionTransformer::embed`], [`crate::TextTransformer::embed_rows`]
 //!   and the features of `encode_tokens`/`encode_embeddings` are f32, and hooks see the
 //!   f32 stream. Prompt learners, their parameters, gradients and optimizer state therefore
