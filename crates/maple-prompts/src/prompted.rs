@@ -245,7 +245,8 @@ where
     /// (divide by it: [`Sgd::step_scaled`]); 1 for f32 and bf16 (bf16 has f32's range).
     ///
     /// # Errors
-    /// Whatever `recompute` returns.
+    /// Whatever `recompute` returns; [`MapleError::NonFinite`] when the gradients are not
+    /// finite even at scale 1 (nothing should be updated then).
     pub fn scaled_backward(
         &self,
         loss: Tensor<B, 1>,
@@ -258,8 +259,15 @@ where
         let mut loss = loss;
         loop {
             let grads = (loss * scale).backward();
-            if scale <= 1.0 || gradients_finite(&self.learner, &grads) {
+            if gradients_finite(&self.learner, &grads) {
                 return Ok((grads, scale));
+            }
+            if scale <= 1.0 {
+                // Nothing to halve any more: refuse the update rather than write NaN.
+                return Err(MapleError::NonFinite {
+                    what: "an f16 gradient of the learner (loss scale 1)".into(),
+                    value: f64::NAN,
+                });
             }
             log::debug!("f16 gradients overflowed at loss scale {scale}: halving it");
             scale /= 2.0;
