@@ -358,6 +358,24 @@ impl<B: Backend> ResidualBlock<B> {
     }
 }
 
+/// The dtype a tower's blocks compute in (the first block's; `otherwise` for none).
+pub(crate) fn blocks_compute_dtype<B: Backend>(
+    blocks: &[ResidualBlock<B>],
+    otherwise: FloatDType,
+) -> FloatDType {
+    blocks
+        .first()
+        .map_or(otherwise, ResidualBlock::compute_dtype)
+}
+
+/// A tower's blocks with their Linear weights in `dtype`.
+pub(crate) fn cast_blocks<B: Backend>(
+    blocks: Vec<ResidualBlock<B>>,
+    dtype: FloatDType,
+) -> Vec<ResidualBlock<B>> {
+    blocks.into_iter().map(|b| b.cast_weights(dtype)).collect()
+}
+
 /// A frozen parameter drawn from `N(0, std)`.
 pub(crate) fn frozen_normal<B: Backend, const D: usize>(
     shape: [usize; D],

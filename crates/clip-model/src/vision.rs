@@ -94,9 +94,7 @@ impl<B: Backend> VisionTransformer<B> {
     /// The dtype the blocks' attention and MLP compute in (f32 unless the model was cast
     /// to half by [`crate::Clip::with_precision`]).
     pub fn compute_dtype(&self) -> FloatDType {
-        self.resblocks
-            .first()
-            .map_or_else(|| self.master_dtype(), ResidualBlock::compute_dtype)
+        crate::block::blocks_compute_dtype(&self.resblocks, self.master_dtype())
     }
 
     /// The dtype of the tower's inputs, outputs and residual stream, and of its LayerNorms
@@ -109,11 +107,7 @@ impl<B: Backend> VisionTransformer<B> {
     /// the output projection keep theirs).
     pub fn cast_weights(self, dtype: FloatDType) -> Self {
         Self {
-            resblocks: self
-                .resblocks
-                .into_iter()
-                .map(|b| b.cast_weights(dtype))
-                .collect(),
+            resblocks: crate::block::cast_blocks(self.resblocks, dtype),
             ..self
         }
     }
